@@ -1,0 +1,3 @@
+"""The ``driftrec`` command line."""
+def main() -> None:
+    pass
