@@ -14,20 +14,15 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from driftrec.envs import rng as rngs
-from driftrec.envs.choice import cascade_probs, mnl_probs, position_weights, sample_choice
+from driftrec.envs import kernels
+from driftrec.envs.choice import cascade_probs, mnl_probs, position_weights
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.layout import Layout
-from driftrec.envs.state import (BEHAVIOURS, CART, CLICK, PAD, PURCHASE, SEARCH, VIEW, StepOutput,
-                                 copy_state, set_rows)
+from driftrec.envs.state import BEHAVIOURS, StepOutput, copy_state, take_rows
 from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME, PRICE_FEATURE_CLIP, World, build_world
 
 MINUTES_PER_DAY = 1440.0
 N_COUNT_KINDS = 4  # impressions, clicks, purchases, organic (searches + views) per category
-N_INIT_DRAWS = 6
-N_STEP_DRAWS = 10
-# columns of the per-step uniforms
-_U_CHOICE, _U_CART, _U_BUY, _U_CHURN, _U_GAP, _U_SEARCH, _U_SEARCH_CAT, _U_VIEW, _U_VIEW_ITEM, _U_MIGRATE = range(10)
 
 
 @dataclasses.dataclass
@@ -76,12 +71,42 @@ class ShopModel:
         self.dim = cfg.topic_dim
         self.pos_w = position_weights(self.k, cfg.position_decay)
         self.dt_request = cfg.request_minutes / MINUTES_PER_DAY
-        self.fatigue_step = 0.5 ** (self.dt_request / cfg.fatigue_half_life_days)
         norm = np.repeat(np.array([1.0 / self.k, 1.0, 1.0, 0.5]), self.n_cat)  # max count per step
         self.count_norm = (norm * (1.0 - cfg.count_decay)).astype(np.float32)
         edges = (np.arange(self.m + 1) * cfg.n_items) // max(self.m, 1)
         self.block_start, self.block_size = edges[:-1], np.diff(edges)
+        if cfg.last_interactions > cfg.history_len:
+            raise ConfigError(f"config key 'last_interactions' ({cfg.last_interactions}) must be <= "
+                              f"history_len ({cfg.history_len})")
         self.layout = self._layout()
+        self._newest = np.arange(1, cfg.last_interactions + 1)[None, :]
+        if cfg.last_interactions:
+            width = self.n_cat + len(BEHAVIOURS)
+            self._last_offsets = (self.layout["last_interactions"].start
+                                  + np.arange(cfg.last_interactions) * width)[None, :]
+        self._event_flags = (self.world.boost > 0).astype(np.float32)  # (days, C)
+        w = self.world
+        self._segment_cum = np.cumsum(w.segment_weight)
+        self._age_cum, self._gender_cum, self._income_cum = (
+            np.cumsum(x, axis=1) for x in (w.age_probs, w.gender_probs, w.income_probs))
+        self._n_actions = self.m if self.m else cfg.n_items
+        self.params = kernels.Params(
+            interest_scale=cfg.interest_scale, no_click_utility=cfg.no_click_utility,
+            cascade=cfg.choice_model == "cascade", fatigue_on=cfg.drift_fatigue > 0,
+            seasonal_on=cfg.drift_seasonal > 0, cart_bias=cfg.cart_bias, cart_quality=cfg.cart_quality,
+            purchase_bias=cfg.purchase_bias, purchase_quality=cfg.purchase_quality,
+            reward_click=cfg.reward_click, reward_cart=cfg.reward_cart, reward_purchase=cfg.reward_purchase,
+            reward_revenue=cfg.reward_revenue, count_decay=cfg.count_decay, drift_fatigue=cfg.drift_fatigue,
+            fatigue_half_life_days=cfg.fatigue_half_life_days, drift_bubble=cfg.drift_bubble,
+            satisfaction_rate=cfg.satisfaction_rate, patience_quality=cfg.patience_quality,
+            churn_bias=cfg.churn_bias, churn_satisfaction=cfg.churn_satisfaction, gap_mean_days=cfg.gap_mean_days,
+            gap_satisfaction=cfg.gap_satisfaction, dt_request=self.dt_request, horizon_days=cfg.horizon_days,
+            search_prob=cfg.search_prob, view_prob=cfg.view_prob, search_temperature=cfg.search_temperature,
+            drift_migration=cfg.drift_migration, drift_gradual=cfg.drift_gradual,
+            gradual_reversion=cfg.gradual_reversion, segment_spread=cfg.segment_spread,
+            patience_mean=cfg.patience_mean, history_len=cfg.history_len,
+        )
+        self._packed = kernels.pack_params(self.params)
         self.action_space = self._action_space()
         self.observation_space = self._observation_space()
 
@@ -133,219 +158,103 @@ class ShopModel:
     # ----------------------------------------------------------------------------- reset
     def init(self, slot_key: np.ndarray, episode: np.ndarray) -> ShopState:
         """Fresh users: the ``episode``-th life of each slot stream."""
-        w, cfg, n, d, c, h = self.world, self.cfg, len(slot_key), self.dim, self.n_cat, self.cfg.history_len
-        slot_key = np.asarray(slot_key, dtype=np.uint64)
-        episode = np.asarray(episode, dtype=np.int64)
-        key = rngs.episode_key(slot_key, episode)
-        zero = np.zeros(n, dtype=np.int64)
-        u = rngs.uniforms(key, rngs.STREAM_INIT, zero, N_INIT_DRAWS + d)
-        segment = _categorical(np.cumsum(w.segment_weight)[None, :], u[:, 0])
-        demo = np.zeros((n, N_AGE + N_GENDER + N_INCOME), dtype=np.float32)
-        rows = np.arange(n)
-        offset = 0
-        for col, probs in ((1, w.age_probs), (2, w.gender_probs), (3, w.income_probs)):
-            demo[rows, offset + _categorical(np.cumsum(probs[segment], axis=1), u[:, col])] = 1.0
-            offset += probs.shape[1]
-        z = rngs.normals(u[:, N_INIT_DRAWS:])
-        base = w.segment_interest[segment] + cfg.segment_spread * 2.0 / math.sqrt(d) * z
-        patience_base = cfg.patience_mean * np.exp(0.3 * rngs.normals(u[:, 5]) - 0.045)
+        d, c, h = self.dim, self.n_cat, self.cfg.history_len
+        slot_key = np.array(slot_key, dtype=np.uint64).reshape(-1)
+        n = len(slot_key)
+        e, i64 = np.empty, np.int64
         state = ShopState(
-            slot_key=slot_key, episode=episode, key=key, t=zero.copy(),
-            user_id=(key >> np.uint64(1)).astype(np.int64), segment=segment, demo=demo,
-            base=base, interest=base.copy(),
-            price_sens=w.segment_price_sens[segment] * np.exp(0.3 * rngs.normals(u[:, 4])),
-            patience_base=patience_base, patience=patience_base.copy(), satisfaction=np.zeros(n),
-            fatigue=np.zeros((n, c)), counts=np.zeros((n, N_COUNT_KINDS * c), dtype=np.float32),
-            hist_item=np.full((n, h), -1, dtype=np.int64), hist_cat=np.full((n, h), -1, dtype=np.int64),
-            hist_beh=np.zeros((n, h), dtype=np.int8), hist_n=zero.copy(),
-            time=np.zeros(n), drift_time=np.zeros(n), session=zero.copy(), session_step=zero.copy(),
-            cand=np.zeros((n, self.m), dtype=np.int64),
+            slot_key=slot_key, episode=np.array(episode, dtype=i64).reshape(-1), key=e(n, dtype=np.uint64),
+            t=e(n, dtype=i64), user_id=e(n, dtype=i64), segment=e(n, dtype=i64),
+            demo=e((n, N_AGE + N_GENDER + N_INCOME), dtype=np.float32), base=e((n, d)), interest=e((n, d)),
+            price_sens=e(n), patience_base=e(n), patience=e(n), satisfaction=e(n), fatigue=e((n, c)),
+            counts=e((n, N_COUNT_KINDS * c), dtype=np.float32), hist_item=e((n, h), dtype=i64),
+            hist_cat=e((n, h), dtype=i64), hist_beh=e((n, h), dtype=np.int8), hist_n=e(n, dtype=i64),
+            time=e(n), drift_time=e(n), session=e(n, dtype=i64), session_step=e(n, dtype=i64),
+            cand=e((n, self.m), dtype=i64),
         )
-        if self.m:
-            state.cand = self._candidates(key, state.t)
+        self._start_lives(state, np.arange(n))
         return state
 
     def reset_where(self, state: ShopState, mask: np.ndarray) -> None:
         """In place: start the next life in the slots where ``mask`` (autoreset)."""
         rows = np.flatnonzero(mask)
         if rows.size:
-            set_rows(state, rows, self.init(state.slot_key[rows], state.episode[rows] + 1))
+            state.episode[rows] += 1
+            self._start_lives(state, rows)
 
-    def _candidates(self, key: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """M distinct candidates: one uniform pick from each block of a fixed catalog permutation."""
-        u = rngs.uniforms(key, rngs.STREAM_CANDIDATES, t, self.m)
-        return self.world.candidate_perm[self.block_start + (u * self.block_size).astype(np.int64)]
+    def _start_lives(self, state: ShopState, rows: np.ndarray) -> None:
+        w, s = self.world, state
+        kernels.start_lives(
+            rows, s.slot_key, s.episode, s.key, s.t, s.user_id, s.segment, s.demo, s.base, s.interest,
+            s.price_sens, s.patience_base, s.patience, s.satisfaction, s.fatigue, s.counts, s.hist_item,
+            s.hist_cat, s.hist_beh, s.hist_n, s.time, s.drift_time, s.session, s.session_step,
+            self._segment_cum, self._age_cum, self._gender_cum, self._income_cum, w.segment_interest,
+            w.segment_price_sens, self.cfg.segment_spread, self.cfg.patience_mean)
+        if self.m:
+            kernels.candidates(rows, s.key, s.t, w.candidate_perm, self.block_start, self.block_size, s.cand)
 
     # ----------------------------------------------------------------------------- step
     def slate_items(self, state: ShopState, action: np.ndarray) -> np.ndarray:
         """(N, K) item ids of an action batch (candidate indices are mapped through ``state.cand``)."""
         a = np.asarray(action, dtype=np.int64).reshape(len(state.t), self.k)
-        limit = self.m if self.m else self.cfg.n_items
-        if a.size and (a.min() < 0 or a.max() >= limit):
-            bad = a[(a < 0) | (a >= limit)][0]
+        items = np.empty_like(a)
+        bad = kernels.slate_items(a, state.cand, self._n_actions, items)
+        if bad >= 0:
             what = "candidate index" if self.m else "item id"
-            raise ValueError(f"action out of range: {what} {bad} not in [0, {limit})")
-        if self.m:
-            return np.take_along_axis(state.cand, a, axis=1)
-        return a
+            raise ValueError(f"action out of range: {what} {a.flat[bad]} not in [0, {self._n_actions})")
+        return items
 
     def step(self, state: ShopState, action: np.ndarray, inplace: bool = False) -> tuple[ShopState, StepOutput]:
-        """One request for every user. Pure unless ``inplace`` (shells that own the state use it)."""
+        """One request for every user (see :func:`driftrec.envs.kernels.step_users` for the dynamics).
+
+        Pure unless ``inplace``: the env shells, which own their state, step in place.
+        """
         if not inplace:
             state = copy_state(state)
-        w, cfg = self.world, self.cfg
-        n, c = len(state.t), self.n_cat
-        rows = np.arange(n)
+        w = self.world
+        n = len(state.t)
         items = self.slate_items(state, action)
-        u = rngs.uniforms(state.key, rngs.STREAM_STEP, state.t, N_STEP_DRAWS)
-        time0, session0 = state.time.copy(), state.session.copy()
-
-        shown = shown_mask(items)
-        cats = w.category[items]
-        util = self.utility(state, items, cats)
-        probs_fn = mnl_probs if cfg.choice_model == "mnl" else cascade_probs
-        probs = probs_fn(util, shown, self.pos_w, cfg.no_click_utility)
-        choice = sample_choice(probs, u[:, _U_CHOICE])
-        click = choice < self.k
-        pos = np.minimum(choice, self.k - 1)
-        item_c = items[rows, pos]
-        quality = np.where(click, w.quality[item_c], 0.0)
-
-        # funnel: click -> cart -> purchase
-        cart = click & (u[:, _U_CART] < _sigmoid(cfg.cart_bias + cfg.cart_quality * quality))
-        buy_logit = cfg.purchase_bias + cfg.purchase_quality * quality - state.price_sens * (w.rel_price[item_c] - 1)
-        purchase = cart & (u[:, _U_BUY] < _sigmoid(buy_logit))
-        reward = cfg.reward_click * click + cfg.reward_cart * cart + cfg.reward_purchase * purchase
-        if cfg.reward_revenue:
-            reward = reward + cfg.reward_revenue * w.price[item_c] * purchase
-
-        # what the user remembers
-        state.counts *= np.float32(cfg.count_decay)
-        cat_c = w.category[item_c]
-        for k in range(self.k):
-            state.counts[rows, cats[:, k]] += shown[:, k]
-        state.counts[rows, c + cat_c] += click
-        state.counts[rows, 2 * c + cat_c] += purchase
-        self._remember(state, click, item_c, cat_c, CLICK)
-        self._remember(state, cart, item_c, cat_c, CART)
-        self._remember(state, purchase, item_c, cat_c, PURCHASE)
-        if cfg.drift_fatigue > 0:
-            for k in range(self.k):
-                state.fatigue[rows, cats[:, k]] += cfg.drift_fatigue * shown[:, k]
-        if cfg.drift_bubble > 0:  # consumption pulls interest toward the consumed topic
-            state.interest += (cfg.drift_bubble * click)[:, None] * (w.topic[item_c] - state.interest)
-        state.satisfaction += cfg.satisfaction_rate * click * (quality - state.satisfaction)
-        state.patience += cfg.patience_quality * quality - 1.0
-        state.session_step += 1
-        state.t += 1
-
-        # session end: churn or come back after a gap that satisfaction shortens
-        end = state.patience <= 0.0
-        terminated = end & (u[:, _U_CHURN] < _sigmoid(cfg.churn_bias - cfg.churn_satisfaction * state.satisfaction))
-        gap = np.where(end, -np.log1p(-u[:, _U_GAP]) * cfg.gap_mean_days
-                       * np.exp(-cfg.gap_satisfaction * state.satisfaction), 0.0)
-        dt = self.dt_request + gap
-        state.time += dt
-        if cfg.drift_fatigue > 0:
-            state.fatigue *= (0.5 ** (dt / cfg.fatigue_half_life_days))[:, None]
-        truncated = ~terminated & (state.time >= cfg.horizon_days)
-        new_session = end & ~terminated & ~truncated
-        if new_session.any():
-            self._start_sessions(state, np.flatnonzero(new_session), u[:, _U_MIGRATE])
-
-        # organic behaviour before the next request reveals the current interest
-        alive = ~(terminated | truncated)
-        search_cat = np.full(n, -1, dtype=np.int64)
-        view_item = np.full(n, -1, dtype=np.int64)
-        if cfg.search_prob > 0:
-            search = alive & (u[:, _U_SEARCH] < cfg.search_prob)
-            logits = (state.interest @ w.centroid.T) / cfg.search_temperature
-            pref = np.exp(logits - logits.max(axis=1, keepdims=True))
-            cum = np.cumsum(pref, axis=1)
-            scat = _categorical(cum / cum[:, -1:], u[:, _U_SEARCH_CAT])
-            view = search & (u[:, _U_VIEW] < cfg.view_prob)
-            vitem = w.cat_start[scat] + (u[:, _U_VIEW_ITEM] * w.cat_count[scat]).astype(np.int64)
-            self._remember(state, search, np.full(n, -1, dtype=np.int64), scat, SEARCH)
-            self._remember(state, view, vitem, scat, VIEW)
-            state.counts[rows, 3 * c + scat] += search.astype(np.float32) + view
-            search_cat = np.where(search, scat, -1)
-            view_item = np.where(view, vitem, -1)
-        if self.m:
-            state.cand = self._candidates(state.key, state.t)
-
+        f64, i64, b = np.empty, np.empty, np.empty
         out = StepOutput(
-            reward=reward, terminated=terminated, truncated=truncated, items=items, shown=shown,
-            click_pos=np.where(click, choice, -1), cart=cart, purchase=purchase, watch=np.zeros(n),
-            time=time0, session=session0, search_cat=search_cat, view_item=view_item,
-            organic_time=state.time.copy(), organic_session=state.session.copy(),
+            reward=f64(n), terminated=b(n, dtype=bool), truncated=b(n, dtype=bool), items=items,
+            shown=b(items.shape, dtype=bool), click_pos=i64(n, dtype=np.int64), cart=b(n, dtype=bool),
+            purchase=b(n, dtype=bool), watch=np.zeros(n), time=f64(n), session=i64(n, dtype=np.int64),
+            search_cat=i64(n, dtype=np.int64), view_item=i64(n, dtype=np.int64), organic_time=f64(n),
+            organic_session=i64(n, dtype=np.int64),
         )
+        kernels.step_users(
+            self._packed, items, self.pos_w,
+            w.category, w.topic, w.appeal, w.quality, w.price, w.rel_price, w.cat_start, w.cat_count, w.centroid,
+            w.boost, w.segment_interest,
+            state.key, state.t, state.segment, state.base, state.interest, state.price_sens, state.patience_base,
+            state.patience, state.satisfaction, state.fatigue, state.counts, state.hist_item, state.hist_cat,
+            state.hist_beh, state.hist_n, state.time, state.drift_time, state.session, state.session_step,
+            out.reward, out.terminated, out.truncated, out.shown, out.click_pos, out.cart, out.purchase,
+            out.time, out.session, out.search_cat, out.view_item, out.organic_time, out.organic_session,
+        )
+        if self.m:
+            kernels.candidates(np.arange(n), state.key, state.t, w.candidate_perm, self.block_start,
+                               self.block_size, state.cand)
         return state, out
 
-    def _remember(self, state: ShopState, mask: np.ndarray, item: np.ndarray, cat: np.ndarray, code: int) -> None:
-        """Append one event to the history ring buffer of the users in ``mask``."""
-        rows = np.flatnonzero(mask)
-        if rows.size:
-            slot = state.hist_n[rows] % self.cfg.history_len
-            state.hist_item[rows, slot] = item[rows]
-            state.hist_cat[rows, slot] = cat[rows]
-            state.hist_beh[rows, slot] = code
-            state.hist_n[rows] += 1
-
-    def _start_sessions(self, state: ShopState, rows: np.ndarray, u_migrate: np.ndarray) -> None:
-        """New sessions for ``rows``: refill patience, apply gradual drift and migration since last time."""
-        cfg, w = self.cfg, self.world
-        state.session[rows] += 1
-        state.session_step[rows] = 0
-        state.patience[rows] = state.patience_base[rows]
-        elapsed = state.time[rows] - state.drift_time[rows]
-        state.drift_time[rows] = state.time[rows]
-        if cfg.drift_migration > 0 and cfg.n_segments > 1:
-            jump = u_migrate[rows] < -np.expm1(-cfg.drift_migration * elapsed)
-            movers = rows[jump]
-            if movers.size:
-                v = rngs.uniforms(state.key[movers], rngs.STREAM_SESSION, state.session[movers] * 2 + 1, 1)[:, 0]
-                old = state.segment[movers]
-                new = (old + 1 + (v * (cfg.n_segments - 1)).astype(np.int64)) % cfg.n_segments
-                shift = w.segment_interest[new] - w.segment_interest[old]
-                state.base[movers] += shift  # a life event: the user keeps their offset from the segment
-                state.interest[movers] += shift
-                state.segment[movers] = new
-        if cfg.drift_gradual > 0:
-            # exact Ornstein-Uhlenbeck transition over the elapsed time (Gillespie 1996)
-            theta, sigma = cfg.gradual_reversion, cfg.drift_gradual
-            decay = np.exp(-theta * elapsed)[:, None]
-            sd = sigma * np.sqrt((1.0 - decay**2) / (2.0 * theta))
-            z = rngs.normals(rngs.uniforms(state.key[rows], rngs.STREAM_SESSION, state.session[rows] * 2, self.dim))
-            base = state.base[rows]
-            state.interest[rows] = base + (state.interest[rows] - base) * decay + sd * z
-
     # ----------------------------------------------------------------------------- observation
-    def observe(self, state: ShopState) -> np.ndarray | dict[str, np.ndarray]:
-        """Fresh observation arrays for the batch, laid out as ``self.layout``."""
+    def observe(self, state: ShopState, rows: np.ndarray | None = None) -> np.ndarray | dict[str, np.ndarray]:
+        """Fresh observation arrays for the batch (or its ``rows``), laid out as ``self.layout``."""
         cfg, w, lay = self.cfg, self.world, self.layout
-        n, c = len(state.t), self.n_cat
+        if rows is None:
+            rows = np.arange(len(state.t))
+        elif cfg.obs_mode != "features":  # the hidden and history parts below read whole arrays
+            state, rows = take_rows(state, rows), np.arange(len(rows))
+        n = len(rows)
         obs = np.zeros((n, lay.size), dtype=np.float32)
-        obs[:, lay["demographics"]] = state.demo
-        phase = (2.0 * math.pi / 7.0) * state.time
-        cal = lay["calendar"].start
-        obs[:, cal] = np.sin(phase)
-        obs[:, cal + 1] = np.cos(phase)
-        ctx = lay["context"].start
-        obs[:, ctx] = np.minimum(state.time / cfg.horizon_days, 1.0)
-        obs[:, ctx + 1] = state.session_step / (state.session_step + 10.0)
-        obs[:, ctx + 2] = state.session / (state.session + 10.0)
-        if cfg.events_visible:
-            day = np.minimum(state.time.astype(np.int64), w.boost.shape[0] - 1)
-            obs[:, lay["events"]] = w.boost[day] > 0
-        obs[:, lay["counts"]] = np.minimum(state.counts * self.count_norm, 1.0)
-        if cfg.last_interactions:
-            self._last_interactions(state, obs[:, lay["last_interactions"]])
-        if self.m:
-            block = obs[:, lay["candidates"]].reshape(n, self.m, c + 1)
-            cand_cat = w.category[state.cand]
-            block[np.arange(n)[:, None], np.arange(self.m)[None, :], cand_cat] = 1.0
-            block[:, :, c] = w.price_feature[state.cand]
-            obs[:, lay["candidates"]] = block.reshape(n, -1)
+        kernels.observe_users(
+            obs, rows, state.demo, state.time, state.session, state.session_step, state.counts, self.count_norm,
+            state.hist_cat, state.hist_beh, state.hist_n, self._event_flags, state.cand, w.category,
+            w.price_feature, cfg.horizon_days, lay["calendar"].start, lay["context"].start,
+            lay["events"].start if "events" in lay else -1, lay["counts"].start,
+            lay["last_interactions"].start if "last_interactions" in lay else -1, cfg.last_interactions,
+            lay["candidates"].start if "candidates" in lay else -1,
+        )
         if cfg.obs_mode == "oracle":
             obs[:, lay["hidden_interest"]] = state.interest
             obs[:, lay["hidden_base"]] = state.base
@@ -366,28 +275,13 @@ class ShopModel:
             "behaviours": np.take_along_axis(state.hist_beh, order, axis=1).astype(np.int64),
         }
 
-    def _last_interactions(self, state: ShopState, out: np.ndarray) -> None:
-        n, c, h = len(state.t), self.n_cat, self.cfg.history_len
-        width = c + len(BEHAVIOURS)
-        block = out.reshape(n, self.cfg.last_interactions, width)
-        rows = np.arange(n)
-        for j in range(self.cfg.last_interactions):
-            slot = (state.hist_n - 1 - j) % h
-            beh = state.hist_beh[rows, slot]
-            have = (beh != PAD) & (state.hist_n > j)
-            r = rows[have]
-            block[r, j, state.hist_cat[r, slot[have]]] = 1.0
-            block[r, j, c + beh[have] - 1] = 1.0
-        out[:] = block.reshape(n, -1)
-
     def action_masks(self, state: ShopState) -> np.ndarray:
         """(N, sum of nvec) valid-action mask for MaskablePPO: every item or candidate is valid.
 
         Duplicates within a slate are allowed (see the duplicates rule), so no action is ever
         masked out; the mask exists so maskable algorithms run on every preset.
         """
-        n_actions = self.m if self.m else self.cfg.n_items
-        return np.ones((len(state.t), n_actions * self.k), dtype=bool)
+        return np.ones((len(state.t), self._n_actions * self.k), dtype=bool)
 
     # ----------------------------------------------------------------------------- helpers
     def utility(self, state: ShopState, items: np.ndarray, cats: np.ndarray | None = None) -> np.ndarray:
@@ -418,12 +312,3 @@ def shown_mask(items: np.ndarray) -> np.ndarray:
     for k in range(1, items.shape[1]):
         shown[:, k] = (items[:, :k] != items[:, k:k + 1]).all(axis=1)
     return shown
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
-
-
-def _categorical(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Index drawn from cumulative probabilities ``cum`` (rows, last column 1) with uniforms ``u``."""
-    return np.minimum((u[:, None] >= cum[:, :-1]).sum(axis=1), cum.shape[1] - 1)

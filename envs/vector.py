@@ -7,7 +7,8 @@ seeded with ``seed`` is the same user, step for step, as a single :class:`ShopSi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
@@ -20,7 +21,8 @@ from driftrec.envs import rng as rngs
 from driftrec.envs.config import SimConfig
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
-from driftrec.envs.state import take_rows
+
+_NO_INFO: Mapping[str, Any] = MappingProxyType({})
 
 
 def _slot_keys(seed: int | Sequence[int] | None, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,13 +74,15 @@ class ShopSimVecEnv(VecEnv):
             raise RuntimeError("call reset() before step()")
         self.state, out = self.model.step(self.state, self._actions, inplace=True)
         done = out.terminated | out.truncated
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        # Users still running share one read-only empty info: building thousands of dicts per step
+        # costs more than stepping them. SB3 and its wrappers only write into the infos of done users.
+        infos: list[Any] = [_NO_INFO] * self.num_envs
         rows = np.flatnonzero(done)
         if rows.size:
-            terminal = self.model.observe(take_rows(self.state, rows))
+            terminal = self.model.observe(self.state, rows)
             for j, i in enumerate(rows):
-                infos[i]["terminal_observation"] = _row(terminal, j)
-                infos[i]["TimeLimit.truncated"] = bool(out.truncated[i] and not out.terminated[i])
+                infos[i] = {"terminal_observation": _row(terminal, j),
+                            "TimeLimit.truncated": bool(out.truncated[i] and not out.terminated[i])}
             self.model.reset_where(self.state, done)
         return self.model.observe(self.state), out.reward.astype(np.float32), done, infos
 
