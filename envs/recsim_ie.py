@@ -253,7 +253,8 @@ class RecSimIEModel:
         item_c = items[rows, np.minimum(choice, self.k - 1)]
 
         # watch time and budget, in the order RecSim applies them
-        watch = np.where(click, np.minimum(state.budget, w.length[item_c]), 0.0)
+        # a user stepped after their budget ran out (outside the shells, which reset) watches nothing
+        watch = np.where(click, np.clip(state.budget, 0.0, w.length[item_c]), 0.0)
         spent = state.budget - watch
         state.budget = np.where(click, spent + BUDGET_REFILL * watch * w.quality[item_c], state.budget - NO_CLICK_COST)
         state.time += np.where(click, watch, NO_CLICK_COST) / MINUTES_PER_DAY
