@@ -7,6 +7,7 @@ last column is "no click". At most one click per request.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 
 def position_weights(slate_size: int, position_decay: float) -> np.ndarray:
@@ -21,8 +22,12 @@ def mnl_probs(util: np.ndarray, shown: np.ndarray, pos_w: np.ndarray, no_click: 
     position k shows an item (duplicates are not shown) and u_0 is the no-click utility.
     Computed with the max subtracted, so any finite utility gives finite probabilities.
     """
-    top = np.maximum(util.max(axis=1), no_click)
-    weight = np.exp(util - top[:, None]) * (pos_w * shown)
+    visible = pos_w * shown
+    # the max runs over clickable positions only: a hidden one (duplicate, or position_decay 0)
+    # setting it could underflow every real weight and the outside option to 0 / 0 = NaN
+    logit = np.where(visible > 0, util, -np.inf)
+    top = np.maximum(logit.max(axis=1), no_click)
+    weight = np.exp(logit - top[:, None]) * visible
     outside = np.exp(no_click - top)
     denom = outside + weight.sum(axis=1)
     probs = np.empty((util.shape[0], util.shape[1] + 1))
@@ -37,7 +42,7 @@ def cascade_probs(util: np.ndarray, shown: np.ndarray, pos_w: np.ndarray, no_cli
     Position k is examined with probability ``pos_w[k]`` (continuation ``position_decay``) and,
     if examined, clicked with probability sigmoid(u_k - u_0).
     """
-    attract = shown / (1.0 + np.exp(-(util - no_click)))
+    attract = shown * expit(util - no_click)  # expit: no overflow warning at very low utility
     survive = np.cumprod(1.0 - attract, axis=1)
     before = np.ones_like(attract)
     before[:, 1:] = survive[:, :-1]

@@ -248,7 +248,8 @@ def step_users(params, items, pos_w,  # noqa: ANN001, C901
             if p.seasonal_on:
                 u += boost[day, c]
             util[k] = u
-            top = max(top, u)
+            if shown[i, k] and pos_w[k] > 0.0:  # a hidden position must not set the scale (0 / 0)
+                top = max(top, u)
 
         # click probabilities (MNL or cascade) and one draw
         if p.cascade:
@@ -262,7 +263,7 @@ def step_users(params, items, pos_w,  # noqa: ANN001, C901
         else:
             denom = math.exp(p.no_click_utility - top)
             for k in range(k_slate):
-                wk = math.exp(util[k] - top) * pos_w[k] if shown[i, k] else 0.0
+                wk = math.exp(util[k] - top) * pos_w[k] if shown[i, k] and pos_w[k] > 0.0 else 0.0
                 prob[k] = wk
                 denom += wk
             for k in range(k_slate):
