@@ -66,7 +66,8 @@ class SimConfig:
     interest_scale: float = knob(1.5, "weight of interest . topic in utility", 0.0, 20.0)
     price_sensitivity: float = knob(0.5, "mean price sensitivity (utility per relative price)", 0.0, 20.0)
     patience_mean: float = knob(10.0, "mean requests a session lasts without quality effects", 0.5, 1e4)
-    patience_quality: float = knob(2.0, "requests of patience gained per unit quality of a clicked item", 0.0, 100.0)
+    patience_quality: float = knob(2.0, "requests of patience gained per unit quality of a clicked item "
+                                   "(a click refunds at most 0.8 of a request)", 0.0, 100.0)
     no_click_utility: float = knob(1.5, "utility of not clicking (MNL outside option, logits)", -20.0, 20.0)
     position_decay: float = knob(0.8, "attention at slate position k is position_decay**k", 0.0, 1.0)
 

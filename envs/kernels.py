@@ -29,6 +29,9 @@ _TO_UNIT = 2.0**-53
 _SEARCH, _VIEW, _CLICK, _CART, _PURCHASE = 1, 2, 4, 5, 6
 # columns of a user's per-step uniforms
 _U_CHOICE, _U_CART, _U_BUY, _U_CHURN, _U_GAP, _U_SEARCH, _U_SEARCH_CAT, _U_VIEW, _U_VIEW_ITEM, _U_MIGRATE = range(10)
+# A click refunds at most this much of the request it cost (RecSim's quality refill tops out near 0.8
+# too): uncapped, an agent showing good items holds a user in one session for the whole horizon.
+MAX_PATIENCE_REFUND = 0.8
 
 
 class Params(NamedTuple):
@@ -320,7 +323,7 @@ def step_users(params, items, pos_w,  # noqa: ANN001, C901
         cart[i] = is_cart
         purchase[i] = is_buy
         reward[i] = r
-        patience[i] += p.patience_quality * q - 1.0
+        patience[i] += min(p.patience_quality * q, MAX_PATIENCE_REFUND) - 1.0  # every session ends
         session_step[i] += 1
         t[i] += 1
 
