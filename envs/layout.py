@@ -52,3 +52,24 @@ class Layout:
         for p in self.parts.values():
             lines.append(f"| {p.name} | {p.slice.start}:{p.slice.stop} | [{p.low:g}, {p.high:g}] | {p.doc} |")
         return "\n".join(lines)
+
+
+def slate_action_space(n_actions: int, slate_size: int) -> spaces.Space:
+    """``Discrete(n)`` for one item, ``MultiDiscrete([n] * K)`` for a slate of K."""
+    if slate_size == 1:
+        return spaces.Discrete(n_actions)
+    return spaces.MultiDiscrete(np.full(slate_size, n_actions, dtype=np.int64))
+
+
+def observation_space(layout: Layout, obs_mode: str, history_len: int, n_items: int,
+                      n_behaviours: int) -> spaces.Space:
+    """The flat Box of ``layout``, or for ``history`` a Dict adding the last ``history_len`` item ids
+    (``n_items`` pads) and behaviour codes (0 pads)."""
+    flat = layout.box()
+    if obs_mode != "history":
+        return flat
+    return spaces.Dict({
+        "features": flat,
+        "item_ids": spaces.MultiDiscrete(np.full(history_len, n_items + 1, dtype=np.int64)),
+        "behaviours": spaces.MultiDiscrete(np.full(history_len, n_behaviours + 1, dtype=np.int64)),
+    })

@@ -63,12 +63,11 @@ import dataclasses
 import math
 
 import numpy as np
-from gymnasium import spaces
 
 from driftrec.envs import rng as rngs
 from driftrec.envs.choice import sample_choice
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.layout import Layout
+from driftrec.envs.layout import Layout, observation_space, slate_action_space
 from driftrec.envs.shop import MINUTES_PER_DAY, shown_mask
 from driftrec.envs.state import BEHAVIOURS, CLICK, PAD, StepOutput, copy_state, set_rows, take_rows
 
@@ -156,8 +155,9 @@ class RecSimIEModel:
         self.dim = N_TOPICS
         self.budget_max = self._budget_max()
         self.layout = self._layout()
-        self.action_space = self._action_space()
-        self.observation_space = self._observation_space()
+        self.action_space = slate_action_space(self.m, self.k)
+        self.observation_space = observation_space(self.layout, cfg.obs_mode, cfg.history_len, cfg.n_items,
+                                                  len(BEHAVIOURS))
         # flat offsets of the candidates' one-hot blocks, for one scatter per observe
         self._cand_offsets = self.layout["candidates"].start + N_TOPICS * np.arange(self.m, dtype=np.int64)
 
@@ -178,22 +178,6 @@ class RecSimIEModel:
         if BUDGET_REFILL * float(self.world.quality.max()) <= 1.0:
             return self.cfg.recsim_budget
         return math.inf
-
-    def _action_space(self) -> spaces.Space:
-        if self.k == 1:
-            return spaces.Discrete(self.m)
-        return spaces.MultiDiscrete(np.full(self.k, self.m, dtype=np.int64))
-
-    def _observation_space(self) -> spaces.Space:
-        flat = self.layout.box()
-        if self.cfg.obs_mode != "history":
-            return flat
-        h = self.cfg.history_len
-        return spaces.Dict({
-            "features": flat,
-            "item_ids": spaces.MultiDiscrete(np.full(h, self.cfg.n_items + 1, dtype=np.int64)),
-            "behaviours": spaces.MultiDiscrete(np.full(h, len(BEHAVIOURS) + 1, dtype=np.int64)),
-        })
 
     # ----------------------------------------------------------------------------- reset
     def init(self, slot_key: np.ndarray, episode: np.ndarray) -> RecSimIEState:

@@ -12,12 +12,11 @@ import dataclasses
 import math
 
 import numpy as np
-from gymnasium import spaces
 
 from driftrec.envs import kernels
 from driftrec.envs.choice import cascade_probs, mnl_probs, position_weights
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.layout import Layout
+from driftrec.envs.layout import Layout, observation_space, slate_action_space
 from driftrec.envs.state import BEHAVIOURS, StepOutput, copy_state, take_rows
 from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME, PRICE_FEATURE_CLIP, World, build_world
 
@@ -107,8 +106,9 @@ class ShopModel:
             patience_mean=cfg.patience_mean, history_len=cfg.history_len,
         )
         self._packed = kernels.pack_params(self.params)
-        self.action_space = self._action_space()
-        self.observation_space = self._observation_space()
+        self.action_space = slate_action_space(self._n_actions, self.k)
+        self.observation_space = observation_space(self.layout, cfg.obs_mode, cfg.history_len, cfg.n_items,
+                                                  len(BEHAVIOURS))
 
     # ----------------------------------------------------------------------------- spaces
     def _layout(self) -> Layout:
@@ -137,23 +137,6 @@ class ShopModel:
             lay.add("hidden_fatigue", c, 0.0, inf, "boredom per category")
             lay.add("hidden_segment", cfg.n_segments, 0.0, 1.0, "one-hot segment")
         return lay
-
-    def _action_space(self) -> spaces.Space:
-        n = self.m if self.m else self.cfg.n_items
-        if self.k == 1:
-            return spaces.Discrete(n)
-        return spaces.MultiDiscrete(np.full(self.k, n, dtype=np.int64))
-
-    def _observation_space(self) -> spaces.Space:
-        flat = self.layout.box()
-        if self.cfg.obs_mode != "history":
-            return flat
-        h = self.cfg.history_len
-        return spaces.Dict({
-            "features": flat,
-            "item_ids": spaces.MultiDiscrete(np.full(h, self.cfg.n_items + 1, dtype=np.int64)),
-            "behaviours": spaces.MultiDiscrete(np.full(h, len(BEHAVIOURS) + 1, dtype=np.int64)),
-        })
 
     # ----------------------------------------------------------------------------- reset
     def init(self, slot_key: np.ndarray, episode: np.ndarray) -> ShopState:
