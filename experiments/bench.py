@@ -54,6 +54,7 @@ TARGET_SINGLE_STEPS = 20_000.0  # single-user env (gym.make) steps/s of TARGET_P
 SINGLE_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                       "VECLIB_MAXIMUM_THREADS")
 ACTION_BATCHES = 64  # pre-drawn action batches cycled through in a timed loop
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 MEMORY_STEPS = 3  # steps taken by the large batch of the memory measurement
 MIB = 2.0**20
 DESCRIPTION = ("Time ShopSim batched (SB3 VecEnv and bare core) and single-user, against Gymnasium's "
@@ -74,6 +75,7 @@ class BenchSettings:
     cpu: int | None = None  # CPU the children are pinned to: None the first allowed one, -1 no pinning
     target_users: int = 4096  # N at which the batched targets are judged
     isolate: bool = True  # each group in a fresh pinned child; False: in this process, unpinned (tests)
+    clock: str = "wall"  # "wall" (perf_counter) or "cpu" (the child's CPU time: robust on a shared machine)
 
     def validate(self) -> None:
         """Raise ValueError (one line naming the option) on a setting that cannot run."""
@@ -90,6 +92,8 @@ class BenchSettings:
             raise ValueError(f"--users: batch sizes must be distinct integers >= 1, got {list(self.users)}")
         if not (self.seconds > 0 and math.isfinite(self.seconds)):
             raise ValueError(f"--seconds must be > 0, got {self.seconds}")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.repeats < 1:
             raise ValueError(f"--repeats must be >= 1, got {self.repeats}")
         if self.memory_users < 0:
@@ -113,7 +117,8 @@ def run(settings: BenchSettings, progress: Callable[[str], None] | None = None) 
     group = _in_child if settings.isolate else _in_process
     started = time.time()
     load_before = _loadavg()
-    base = {"seconds": settings.seconds, "repeats": settings.repeats, "presets": list(settings.presets)}
+    base = {"seconds": settings.seconds, "repeats": settings.repeats, "presets": list(settings.presets),
+            "clock": settings.clock}
 
     batched_raw: dict[int, dict[str, Any]] = {}
     for n in settings.users:
@@ -246,9 +251,10 @@ def _child_main(task_json: str, out_path: str) -> None:
 def _run_task(task: dict[str, Any]) -> dict[str, Any]:
     kind = task["kind"]
     if kind == "batched":
-        result = _measure_batched(task["presets"], task["users"], task["seconds"], task["repeats"])
+        result = _measure_batched(task["presets"], task["users"], task["seconds"], task["repeats"],
+                                  CLOCKS[task["clock"]])
     elif kind == "single":
-        result = _measure_single(task["presets"], task["seconds"], task["repeats"])
+        result = _measure_single(task["presets"], task["seconds"], task["repeats"], CLOCKS[task["clock"]])
     elif kind == "memory":
         result = _measure_memory(task["preset"], task["users"])
     else:
@@ -258,20 +264,21 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _rate(step: Callable[[], Any], seconds: float, per_step: int) -> float:
+def _rate(step: Callable[[], Any], seconds: float, per_step: int, clock: Callable[[], float]) -> float:
     """Units per second of ``step`` (``per_step`` units per call), timed for at least ``seconds``."""
-    calls, t0 = 0, time.perf_counter()
+    calls, t0 = 0, clock()
     while True:
         step()
         calls += 1
-        elapsed = time.perf_counter() - t0
+        elapsed = clock() - t0
         if elapsed >= seconds:
             return calls * per_step / elapsed
 
 
-def _timed(step: Callable[[], Any], seconds: float, per_step: int) -> float:
-    _rate(step, min(0.1, seconds / 5), per_step)  # warm caches and lazy allocations first
-    return _rate(step, seconds, per_step)
+def _timed(step: Callable[[], Any], seconds: float, per_step: int,
+           clock: Callable[[], float] = time.perf_counter) -> float:
+    _rate(step, min(0.1, seconds / 5), per_step, clock)  # warm caches and lazy allocations first
+    return _rate(step, seconds, per_step, clock)
 
 
 def _action_batches(space: Any, n: int, rng: np.random.Generator, batches: int = ACTION_BATCHES) -> Iterator[Any]:
@@ -290,7 +297,8 @@ def _action_batches(space: Any, n: int, rng: np.random.Generator, batches: int =
         yield from pool
 
 
-def _measure_batched(presets: Sequence[str], n: int, seconds: float, repeats: int) -> dict[str, Any]:
+def _measure_batched(presets: Sequence[str], n: int, seconds: float, repeats: int,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """CartPoleVectorEnv and, per preset, the VecEnv and the bare core at N = ``n`` users.
 
     Repeats are interleaved (cartpole, then each preset) so a burst of load hits all alike.
@@ -332,14 +340,15 @@ def _measure_batched(presets: Sequence[str], n: int, seconds: float, repeats: in
 
     result: dict[str, Any] = {"cartpole": [], "vec_env": {p: [] for p in presets}, "core": {p: [] for p in presets}}
     for _ in range(repeats):
-        result["cartpole"].append(_timed(cart_step, seconds, n))
+        result["cartpole"].append(_timed(cart_step, seconds, n, clock))
         for preset, (vec_step, core_step) in steps.items():
-            result["vec_env"][preset].append(_timed(vec_step, seconds, n))
-            result["core"][preset].append(_timed(core_step, seconds, n))
+            result["vec_env"][preset].append(_timed(vec_step, seconds, n, clock))
+            result["core"][preset].append(_timed(core_step, seconds, n, clock))
     return result
 
 
-def _measure_single(presets: Sequence[str], seconds: float, repeats: int) -> dict[str, Any]:
+def _measure_single(presets: Sequence[str], seconds: float, repeats: int,
+                    clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Steps/s of the single-user env, raw and as ``gym.make`` builds it, resetting when done."""
     import gymnasium as gym
 
@@ -361,7 +370,7 @@ def _measure_single(presets: Sequence[str], seconds: float, repeats: int) -> dic
     result: dict[str, Any] = {"raw_env": {p: [] for p in presets}, "gym_make": {p: [] for p in presets}}
     for _ in range(repeats):
         for (how, preset), step in steps.items():
-            result[how][preset].append(_timed(step, seconds, 1))
+            result[how][preset].append(_timed(step, seconds, 1, clock))
     return result
 
 
@@ -421,13 +430,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed; -1: none)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny settings for tests and CI: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default=None,
+                        help="wall: elapsed time (default); cpu: each pinned child's CPU time, which other "
+                             "processes on a shared machine barely disturb")
     parser.add_argument("--check", action="store_true", help="exit 1 if a measured target is missed")
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     """BenchSettings from parsed arguments: explicit flags, else --quick's values, else the defaults."""
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
-    for name in ("presets", "users", "seconds", "repeats", "memory_users", "cpu"):
+    for name in ("presets", "users", "seconds", "repeats", "memory_users", "cpu", "clock"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     return BenchSettings(**values, out=args.out or None)

@@ -25,7 +25,6 @@ REPEATS = 2
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One tiny in-process run; the targets are judged at N=8 so their logic is exercised."""
-    pytest.importorskip("driftrec.envs.recsim_ie", exc_type=ModuleNotFoundError)
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     settings = BenchSettings(presets=PRESETS, users=USERS, seconds=0.02, repeats=REPEATS, memory_users=1000,
                              out=str(out), target_users=8, isolate=False)
@@ -181,3 +180,14 @@ def test_printed_table_says_whether_targets_are_met() -> None:
     assert "500,000" in text and "4,000,000" in text and "0.125" in text
     row = next(line for line in text.splitlines() if "4,096" in line)
     assert row.rstrip(" │").endswith("no")
+
+
+def test_cpu_clock_times_by_process_time_and_bad_clock_is_rejected() -> None:
+    settings = BenchSettings(presets=("default",), users=(4,), seconds=0.02, repeats=1, memory_users=0,
+                             out=None, target_users=4, isolate=False, clock="cpu")
+    result = bench.run(settings)
+    assert result["settings"]["clock"] == "cpu"
+    (row,) = result["batched"]
+    assert _positive_rate(row["vec_env"]["median"]) and _positive_rate(row["cartpole"]["median"])
+    with pytest.raises(ValueError, match="--clock"):
+        BenchSettings(clock="sundial").validate()
