@@ -1,43 +1,106 @@
-"""One interface for every policy: act on a batch of observations, optionally learn from events.
+"""One interface for every policy, and the reference policies.
 
-Reference policies (popularity, oracle-greedy), SB3 agents and supervised recommenders all
-subclass :class:`Policy`, so the harness and the CLI drive them alike. :func:`make_policy` builds
-one by name.
+Reference policies (random, popularity, oracle-greedy, logging), SB3 agents and supervised
+recommenders all subclass :class:`Policy`, so the harness, the CLI and
+:func:`driftrec.envs.rollout.rollout` drive them alike. :func:`make_policy` builds one by name
+from :data:`POLICIES`.
+
+| name | acts on | what it does |
+|---|---|---|
+| ``random`` | nothing | uniform over the actions, each slate position independently |
+| ``popularity`` | an event log | the K items with the most clicks + purchases in the log |
+| ``oracle-greedy`` | the hidden state | the K items of highest expected immediate reward |
+| ``logging`` | an event log | popularity with probability 1 - epsilon, else uniform; exact propensities |
+
+Popularity and logging read ``state.cand`` (the item ids of the request's candidates) in
+candidates mode: the candidates part of the observation holds only their observable features,
+which do not identify an item, while a real shop's ranker knows which items its retrieval stage
+returned. They read nothing else of the state.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
+from numba import njit
+from scipy.special import expit
 
 from driftrec.envs.config import ConfigError
+from driftrec.envs.events import EventRecorder
+from driftrec.envs.recsim_ie import NO_CLICK_MASS
+from driftrec.envs.rollout import burn_in_seeds, rollout
 
 if TYPE_CHECKING:
     import pandas as pd
+
+Obs = np.ndarray | dict[str, np.ndarray]
 
 
 class Policy:
     """A recommender acting on a batch of users.
 
-    ``act(obs, mask)`` returns the actions of the batch (the model's ``action_space``, with a
-    leading users axis) and their propensities: the probability the policy gave each action
-    component (same shape as the actions), or None when it cannot say (a deterministic or
-    learned policy). ``update(events)`` lets a policy learn online from new event-log rows.
+    ``act(obs, mask, state=...)`` returns the actions of the batch (the model's
+    ``action_space``, with a leading users axis) and their propensities: the probability the
+    policy gave each action component (same shape as the actions; 1 for a deterministic
+    policy), or None when it cannot say (a learned policy). ``update(events)`` lets a policy
+    learn online from new event-log rows.
+
+    Two class attributes tell the rollout what to pass:
+
+    - ``reads_hidden_state``: only then is the simulator's batch state (e.g.
+      :class:`~driftrec.envs.shop.ShopState`) passed as ``state=``; every other policy acts on
+      observations alone (as it would in a real shop).
+    - ``uses_mask``: only then is ``model.action_masks(state)`` passed as ``mask``.
+
+    Sequence policies that keep per-user memory use the hooks ``reset(n_users)`` (a new batch
+    of users starts; row i is user i) and ``keep_rows(rows)`` (the rollout dropped finished
+    users; ``rows`` are the batch rows that stay, in order). Both are no-ops by default.
     """
 
-    def act(self, obs: np.ndarray | dict[str, np.ndarray],
-            mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    reads_hidden_state: bool = False
+    uses_mask: bool = False
+
+    def act(self, obs: Obs, mask: np.ndarray | None = None, *,
+            state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Actions for a batch of observations; ``mask`` (N, sum of nvec) bool marks valid actions."""
         raise NotImplementedError
+
+    def reset(self, n_users: int) -> None:
+        """A new batch of ``n_users`` users starts (row i of later batches is user i)."""
+        return None
+
+    def keep_rows(self, rows: np.ndarray) -> None:
+        """The batch shrank to its rows ``rows`` (ascending): drop the memory of the others."""
+        return None
 
     def update(self, events: pd.DataFrame) -> None:
         """Learn from new events (rows of the event log); a no-op for policies that don't learn."""
         return None
 
 
+def batch_size(obs: Obs) -> int:
+    """Users in a batch of observations (flat array or Dict of arrays)."""
+    return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+
+
+def n_actions(model: Any) -> int:
+    """Choices per slate position: the catalog size, or the candidates per request (M)."""
+    return int(model.m) if model.m else int(model.cfg.n_items)
+
+
+def _shape_actions(model: Any, actions: np.ndarray, prop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) actions and propensities in the model's action-space shape ((N,) for Discrete)."""
+    if isinstance(model.action_space, spaces.Discrete):
+        return actions[:, 0], prop[:, 0]
+    return actions, prop
+
+
+# ------------------------------------------------------------------------------------- random
 class RandomPolicy(Policy):
     """Uniform at random over each slate position, independently (duplicates are possible: the
     simulator shows a repeated item once). Propensity 1 / n_actions per position, or 1 / (valid
@@ -54,9 +117,9 @@ class RandomPolicy(Policy):
         self.n_users = n_users
         self.rng = np.random.default_rng(seed)
 
-    def act(self, obs: np.ndarray | dict[str, np.ndarray],
-            mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+    def act(self, obs: Obs, mask: np.ndarray | None = None, *,
+            state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        n = batch_size(obs)
         k = len(self.nvec)
         u = self.rng.random((n, k))
         if mask is None:
@@ -79,16 +142,424 @@ class RandomPolicy(Policy):
         return actions, prop
 
 
-PolicyFactory = Callable[[Any, int, "int | None"], Policy]
+# ------------------------------------------------------------------------------------- ranking helpers
+def top_k_items(score: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) column indices of the k highest scores of each row, best first; ties go to the
+    lower index (columns are distinct, so the items are)."""
+    if k == 1:
+        return np.argmax(score, axis=1)[:, None]  # argmax returns the first maximum
+    return np.argsort(-score, axis=1, kind="stable")[:, :k]
+
+
+def top_k_distinct(score: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) column indices of the k best-scoring *distinct* items of each row of ``items``
+    (N, M), best first; ties go to the lower column. A repeated item counts once (the simulator
+    would show it once); a row with fewer than k distinct items repeats its worst ones."""
+    order = np.argsort(-score, axis=1, kind="stable")
+    ranked = np.take_along_axis(items, order, axis=1)
+    repeat = np.zeros(ranked.shape, dtype=bool)
+    for j in range(1, ranked.shape[1]):  # M is small (candidates per request)
+        repeat[:, j] = (ranked[:, :j] == ranked[:, j:j + 1]).any(axis=1)
+    return np.take_along_axis(order, np.argsort(repeat, axis=1, kind="stable"), axis=1)[:, :k]
+
+
+# ------------------------------------------------------------------------------------- popularity
+def popularity_scores(events: pd.DataFrame, n_items: int) -> np.ndarray:
+    """(n_items,) float64 popularity of each item in an event log: its number of ``click``
+    rows plus its number of ``purchase`` rows (a bought item earns 2: its click and its
+    purchase; impressions, carts, searches and views count 0)."""
+    for column in ("item_id", "behaviour"):
+        if column not in events.columns:
+            raise ValueError(f"event log has no column '{column}' (see driftrec.envs.events.EVENT_SCHEMA)")
+    behaviour = events["behaviour"].to_numpy()
+    chosen = np.flatnonzero((behaviour == "click") | (behaviour == "purchase"))
+    ids = events["item_id"].to_numpy()[chosen]
+    bad = np.flatnonzero((ids < 0) | (ids >= n_items))
+    if bad.size:
+        raise ValueError(f"event log row {int(chosen[bad[0]])}: item_id {int(ids[bad[0]])} is not in the "
+                         f"catalog [0, {n_items})")
+    return np.bincount(ids.astype(np.int64), minlength=n_items).astype(np.float64)
+
+
+class PopularityPolicy(Policy):
+    """Recommends the most popular items of an event log, the same for every user.
+
+    Score of an item: clicks + purchases in the log (:func:`popularity_scores`); ties go to the
+    lower item id; ``ranking`` lists item ids best first. Catalog mode: the slate is the top K
+    items. Candidates mode: the top K distinct candidates of the request by that ranking (read
+    from ``state.cand``; see the module doc). Deterministic: propensities are 1.
+    """
+
+    def __init__(self, model: Any, events: pd.DataFrame | None = None):
+        self.model = model
+        self.n_items = int(model.cfg.n_items)
+        self.k, self.m = int(model.k), int(model.m)
+        if not self.m and self.k > self.n_items:
+            raise ConfigError(f"config key 'slate_size' ({self.k}) must be <= n_items ({self.n_items}) "
+                              "for the popularity policy")
+        # candidates mode needs the candidates' item ids, which only the batch state holds
+        self.reads_hidden_state = self.m > 0
+        self.fit_scores(np.zeros(self.n_items))
+        if events is not None:
+            self.fit(events)
+
+    def fit(self, events: pd.DataFrame) -> PopularityPolicy:
+        """Rank the items by their clicks + purchases in ``events``; returns self."""
+        return self.fit_scores(popularity_scores(events, self.n_items))
+
+    def fit_scores(self, scores: np.ndarray) -> PopularityPolicy:
+        """Rank the items by ``scores`` (n_items,) directly; returns self."""
+        self.scores = np.asarray(scores, dtype=np.float64).reshape(self.n_items)
+        self.ranking = np.lexsort((np.arange(self.n_items), -self.scores))  # score desc, then item id
+        self.rank = np.empty(self.n_items, dtype=np.int64)  # position of each item in the ranking
+        self.rank[self.ranking] = np.arange(self.n_items)
+        return self
+
+    def greedy(self, n: int, state: Any = None) -> np.ndarray:
+        """(n, K) actions of the batch (item ids, or candidate indices in candidates mode)."""
+        if not self.m:
+            return np.broadcast_to(self.ranking[:self.k], (n, self.k)).copy()
+        if state is None:
+            raise ValueError("in candidates mode the popularity policy reads the candidates' item ids from "
+                             "state.cand: pass state= (the rollout does, since reads_hidden_state is True)")
+        cand = np.asarray(state.cand)
+        return top_k_distinct(-self.rank[cand].astype(np.float64), cand, self.k)
+
+    def act(self, obs: Obs, mask: np.ndarray | None = None, *,
+            state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        actions = self.greedy(batch_size(obs), state)
+        return _shape_actions(self.model, actions, np.ones(actions.shape))
+
+
+# ------------------------------------------------------------------------------------- logging
+DEFAULT_EPSILON = 0.3
+DEFAULT_BURN_IN_USERS = 200
+
+
+def burn_in_events(model: Any, seed: int | None, n_users: int = DEFAULT_BURN_IN_USERS) -> pd.DataFrame:
+    """The event log of a random-policy rollout of ``n_users`` burn-in users.
+
+    The users are ``burn_in_seeds(seed, n_users)`` (seed + 2 * 10**9 + i, see
+    :mod:`driftrec.envs.rollout`), disjoint from the training (seed + i) and evaluation
+    (seed + 10**9 + i) users; the random policy is seeded with the burn-in users' first seed.
+    """
+    if n_users < 1:
+        raise ConfigError(f"policy option 'burn_in_users' must be >= 1, got {n_users!r}")
+    seeds = burn_in_seeds(0 if seed is None else seed, n_users)
+    recorder = EventRecorder(model)
+    policy = RandomPolicy(model.action_space, n_users, seed=int(seeds[0]))
+    rollout(model, policy, seeds, recorder=recorder)
+    return recorder.to_table().to_pandas()
+
+
+class LoggingPolicy(Policy):
+    """The logging policy of training logs: an epsilon-mix of popularity and uniform random.
+
+    At each slate position independently, with probability ``1 - epsilon`` it shows the
+    popularity policy's item for that position, else a uniform random action (any of the
+    ``n_actions`` items or candidates, possibly the popular one). The propensity of the action
+    a shown at position k is its exact mixture probability,
+    ``(1 - epsilon) * [a == popular_k] + epsilon / n_actions``, and the probability of a whole
+    slate is the product over positions. ``epsilon=0`` is the popularity policy (propensity
+    1), ``epsilon=1`` the random policy (propensity 1 / n_actions).
+
+    Popularity comes from ``events`` (an event log), or when None from
+    :func:`burn_in_events` (``burn_in_users`` random-policy users with burn-in seeds).
+    """
+
+    def __init__(self, model: Any, seed: int | None = None, epsilon: float = DEFAULT_EPSILON,
+                 events: pd.DataFrame | None = None, burn_in_users: int = DEFAULT_BURN_IN_USERS):
+        if not (0.0 <= float(epsilon) <= 1.0):  # also rejects NaN
+            raise ConfigError(f"logging policy option 'epsilon' must be in [0, 1], got {epsilon!r}")
+        self.model = model
+        self.epsilon = float(epsilon)
+        self.n_actions = n_actions(model)
+        if events is None:
+            events = burn_in_events(model, seed, burn_in_users)
+        self.popularity = PopularityPolicy(model, events)
+        self.reads_hidden_state = self.popularity.reads_hidden_state
+        self.rng = np.random.default_rng(seed)
+
+    def distribution(self, obs: Obs, *, state: Any = None) -> np.ndarray:
+        """(N, K, n_actions) probability of each action at each slate position (rows sum to 1)."""
+        greedy = self.popularity.greedy(batch_size(obs), state)
+        n, k = greedy.shape
+        probs = np.full((n, k, self.n_actions), self.epsilon / self.n_actions)
+        probs[np.arange(n)[:, None], np.arange(k)[None, :], greedy] += 1.0 - self.epsilon
+        return probs
+
+    def act(self, obs: Obs, mask: np.ndarray | None = None, *,
+            state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        greedy = self.popularity.greedy(batch_size(obs), state)
+        # both draws every step, whatever epsilon, so the stream advances the same way
+        explore = self.rng.random(greedy.shape) < self.epsilon
+        uniform = (self.rng.random(greedy.shape) * self.n_actions).astype(np.int64)
+        actions = np.where(explore, uniform, greedy)
+        prop = self.epsilon / self.n_actions + (1.0 - self.epsilon) * (actions == greedy)
+        return _shape_actions(self.model, actions, prop)
+
+
+# ------------------------------------------------------------------------------------- oracle
+_CHUNK_ELEMENTS = 1 << 20  # users x items scored at once without the cache: bounds the temporaries (8 MiB)
+_CACHE_ELEMENTS = 1 << 22  # users x items the catalog-mode cache may hold (two float64 arrays, 32 MiB each)
+
+
+class OracleGreedyPolicy(Policy):
+    """Reads the hidden state and shows the items of highest expected immediate reward.
+
+    ShopSim: the expected reward of showing item i alone to user n is
+    ``P(click) * (reward_click + P(cart) * (reward_cart + P(purchase | cart) * (reward_purchase
+    + reward_revenue * price_i)))``, with P(click) = sigmoid(utility - no_click_utility) (a
+    one-item slate, under either choice model) and the utility (interest . topic, appeal, price
+    term, fatigue, event boost) and funnel logits exactly as
+    :func:`driftrec.envs.kernels.step_users` computes them. recsim-ie: the expected watch time
+    P(click) * min(budget, length) with P(click) = (u_c + 1) / (u_c + 1 + 2).
+
+    A slate of K holds the K items (catalog) or distinct candidates of highest one-item expected
+    reward, best first; ties go to the lower item id / candidate index. For K = 1 that maximises
+    the expected immediate reward exactly; for K > 1 it is the greedy slate (items compete
+    within a slate), whose exact value :meth:`slate_expected_reward` computes. Deterministic:
+    propensities are 1.
+
+    Speed: in catalog mode every request scores the whole catalog. The scores are split into a
+    part that changes only with the user's interest and price sensitivity (the utility without
+    fatigue and events, the value of a click) and a per-category part (boredom, events); the
+    first is cached per batch row between requests (checked against the life key, interest and
+    price sensitivity, so a stale row is always recomputed) and the rest is one fused numba loop.
+    Without fatigue and events, an unchanged user keeps its slate without any scoring.
+    """
+
+    reads_hidden_state = True
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.cfg = cfg = model.cfg
+        self.k, self.m = int(model.k), int(model.m)
+        self.recsim = cfg.model == "recsim-ie"
+        if not self.m and self.k > cfg.n_items:
+            raise ConfigError(f"config key 'slate_size' ({self.k}) must be <= n_items ({cfg.n_items}) "
+                              "for the oracle-greedy policy")
+        if not self.recsim:  # item-only terms, computed once
+            w = model.world
+            self._topic = np.ascontiguousarray(cfg.interest_scale * w.topic)
+            self._appeal = np.ascontiguousarray(w.appeal)
+            self._rel_price = np.ascontiguousarray(w.rel_price)
+            self._category = np.ascontiguousarray(w.category, dtype=np.int64)
+            self._buy_logit = cfg.purchase_bias + cfg.purchase_quality * w.quality  # before the price term
+            self._cart = expit(cfg.cart_bias + cfg.cart_quality * w.quality)
+            self._purchase_value = cfg.reward_purchase + cfg.reward_revenue * w.price
+            self._consts = np.array([cfg.no_click_utility, cfg.reward_click, cfg.reward_cart])
+            self._catalog = np.arange(cfg.n_items, dtype=np.int64)[None, :]
+            self._adj_on = cfg.drift_fatigue > 0 or cfg.drift_seasonal > 0
+        self._cache: dict[str, np.ndarray] | None = None
+
+    def reset(self, n_users: int) -> None:
+        """A new batch: forget the cache."""
+        self._cache = None
+
+    def keep_rows(self, rows: np.ndarray) -> None:
+        """The batch shrank: keep the cache rows of the users that stay."""
+        if self._cache is not None:
+            self._cache = {name: value[rows] for name, value in self._cache.items()}
+
+    def act(self, obs: Obs, mask: np.ndarray | None = None, *,
+            state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        if state is None:
+            raise ValueError("the oracle-greedy policy reads the hidden state: pass state= (the rollout does)")
+        n = len(state.t)
+        if self.m:
+            actions = top_k_distinct(self.expected_rewards(state), state.cand, self.k)
+        elif n * self.cfg.n_items <= _CACHE_ELEMENTS:
+            actions = self._cached_catalog_actions(state)
+        else:
+            actions = np.empty((n, self.k), dtype=np.int64)
+            step = max(1, _CHUNK_ELEMENTS // self.cfg.n_items)
+            for lo in range(0, n, step):
+                rows = slice(lo, min(lo + step, n))
+                actions[rows] = top_k_items(self.expected_rewards(state, rows=rows), self.k)
+        return _shape_actions(self.model, actions, np.ones(actions.shape))
+
+    def _cached_catalog_actions(self, state: Any) -> np.ndarray:
+        """(N, K) catalog actions, reusing the cached per-user parts of the rows that did not change."""
+        n = len(state.t)
+        c = self._cache
+        if c is None or len(c["key"]) != n:
+            n_items = self.cfg.n_items
+            c = self._cache = {
+                "key": state.key.copy(), "interest": state.interest.copy(), "sens": state.price_sens.copy(),
+                "base": np.empty((n, n_items)), "value": np.empty((n, n_items)),
+                "actions": np.zeros((n, self.k), dtype=np.int64),
+            }
+            stale = np.ones(n, dtype=bool)
+        else:
+            stale = ((c["key"] != state.key) | (c["sens"] != state.price_sens)
+                     | (c["interest"] != state.interest).any(axis=1))
+        rows = np.flatnonzero(stale)
+        if rows.size:
+            base, value = self._parts(state.interest[rows], state.price_sens[rows], self._catalog)
+            c["base"][rows], c["value"][rows] = base, value
+            c["key"][rows], c["interest"][rows], c["sens"][rows] = state.key[rows], state.interest[rows], \
+                state.price_sens[rows]
+        if self._adj_on:  # boredom and events move every request: score every row
+            scores = np.empty((n, self.cfg.n_items))
+            _shop_combine(c["base"], c["value"], self._adjustment(state, slice(None)), self._catalog,
+                          self._category, scores)
+            c["actions"][:] = top_k_items(scores, self.k)
+        elif rows.size:
+            scores = np.empty((rows.size, self.cfg.n_items))
+            _shop_combine(c["base"][rows], c["value"][rows], np.zeros((rows.size, self.model.n_cat)), self._catalog,
+                          self._category, scores)
+            c["actions"][rows] = top_k_items(scores, self.k)
+        return c["actions"].copy()
+
+    def expected_rewards(self, state: Any, items: np.ndarray | None = None,
+                         rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Expected immediate reward of showing each item alone (a one-item slate).
+
+        ``items`` (N, X) item ids, or None: the whole catalog (N, n_items) in catalog mode, the
+        request's candidates ``state.cand`` (N, M) in candidates mode. ``rows`` limits the users.
+        """
+        rows = slice(None) if rows is None else rows
+        if items is None and self.m:
+            items = np.asarray(state.cand)[rows]
+        if self.recsim:
+            return self._recsim_values(state, items, rows, one_item=True)
+        items = self._catalog if items is None else np.ascontiguousarray(items, dtype=np.int64)
+        base, value = self._parts(state.interest[rows], state.price_sens[rows], items)
+        out = np.empty(base.shape)
+        _shop_combine(base, value, self._adjustment(state, rows), items, self._category, out)
+        return out
+
+    def _parts(self, interest: np.ndarray, sens: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ShopSim (N, X) utility without fatigue and events, minus no_click_utility, and click value."""
+        n = len(sens)
+        base, value = np.empty((n, items.shape[1])), np.empty((n, items.shape[1]))
+        _shop_parts(np.ascontiguousarray(interest, dtype=np.float64), np.ascontiguousarray(sens, dtype=np.float64),
+                    items, self._topic, self._appeal, self._rel_price, self._buy_logit, self._cart,
+                    self._purchase_value, self._consts, base, value)
+        return base, value
+
+    def _adjustment(self, state: Any, rows: slice | np.ndarray) -> np.ndarray:
+        """(N, categories) utility the per-category processes add now: events minus boredom."""
+        cfg, w = self.cfg, self.model.world
+        time = state.time[rows]
+        adj = np.zeros((len(time), self.model.n_cat))
+        if cfg.drift_fatigue > 0:  # the kernel's fatigue_on
+            adj -= state.fatigue[rows]
+        if cfg.drift_seasonal > 0:  # the kernel's seasonal_on
+            adj += w.boost[np.minimum(time.astype(np.int64), w.boost.shape[0] - 1)]
+        return adj
+
+    def click_values(self, state: Any, items: np.ndarray) -> np.ndarray:
+        """(N, X) expected reward of the step given that the user clicks item ``items[n, x]``."""
+        items = np.asarray(items, dtype=np.int64)
+        if self.recsim:
+            return self._recsim_values(state, items, slice(None), one_item=False)
+        cfg, sens = self.cfg, state.price_sens[:, None]
+        buy = expit(self._buy_logit[items] - sens * (self._rel_price[items] - 1.0))
+        return cfg.reward_click + self._cart[items] * (cfg.reward_cart + buy * self._purchase_value[items])
+
+    def slate_expected_reward(self, state: Any, items: np.ndarray) -> np.ndarray:
+        """(N,) exact expected immediate reward of showing the slates ``items`` (N, K) of item ids:
+        the choice probabilities of ``model.choice_probs`` times the value of each click."""
+        items = np.asarray(items, dtype=np.int64).reshape(len(state.t), -1)
+        probs = self.model.choice_probs(state, items)[:, :-1]
+        return (probs * self.click_values(state, items)).sum(axis=1)
+
+    def _recsim_values(self, state: Any, items: np.ndarray, rows: slice | np.ndarray, one_item: bool) -> np.ndarray:
+        """recsim-ie: watch minutes of a click (``one_item``: times P(click) of a one-item slate)."""
+        w = self.model.world
+        items = np.asarray(items, dtype=np.int64)
+        budget = np.maximum(state.budget[rows], 0.0)[:, None]
+        watch = np.minimum(budget, w.length[items])
+        if not one_item:
+            return watch
+        weight = np.take_along_axis(state.interest[rows], w.category[items], axis=1) + 1.0
+        return weight / (weight + NO_CLICK_MASS) * watch
+
+
+@njit(cache=True)
+def _shop_parts(interest, sens, items, topic, appeal, rel_price, buy_logit, cart,  # noqa: ANN001
+                purchase_value, consts, base, value):
+    """For user i and item it = items[i or 0, j] (a single row of items is shared by every user):
+    base[i, j] = interest . topic + appeal - price term - no_click_utility (the utility without
+    fatigue and events), value[i, j] = expected reward given a click on it (the funnel)."""
+    n, dim = interest.shape
+    shared = items.shape[0] == 1
+    no_click, reward_click, reward_cart = consts[0], consts[1], consts[2]
+    for i in range(n):
+        r = 0 if shared else i
+        s = sens[i]
+        for j in range(items.shape[1]):
+            it = items[r, j]
+            dot = 0.0
+            for d in range(dim):
+                dot += interest[i, d] * topic[it, d]
+            base[i, j] = dot + appeal[it] - s * rel_price[it] - no_click
+            # exp overflows to inf for a very negative logit, giving exactly 0: no error
+            buy = 1.0 / (1.0 + math.exp(s * (rel_price[it] - 1.0) - buy_logit[it]))
+            value[i, j] = reward_click + cart[it] * (reward_cart + buy * purchase_value[it])
+
+
+@njit(cache=True)
+def _shop_combine(base, value, adj, items, category, out):  # noqa: ANN001
+    """out[i, j] = P(click of a one-item slate) * value = value / (1 + exp(-(base + adj[category])))."""
+    shared = items.shape[0] == 1
+    for i in range(base.shape[0]):
+        r = 0 if shared else i
+        for j in range(base.shape[1]):
+            out[i, j] = value[i, j] / (1.0 + math.exp(-(base[i, j] + adj[i, category[items[r, j]]])))
+
+
+# ------------------------------------------------------------------------------------- registry
+PolicyFactory = Callable[..., Policy]
+
+
+def _random(model: Any, n_users: int, seed: int | None) -> Policy:
+    return RandomPolicy(model.action_space, n_users, seed)
+
+
+def _popularity(model: Any, n_users: int, seed: int | None, events: pd.DataFrame | None = None,
+                burn_in_users: int = DEFAULT_BURN_IN_USERS) -> Policy:
+    """Popularity from ``events``, or from a random burn-in log (see :func:`burn_in_events`)."""
+    if events is None:
+        events = burn_in_events(model, seed, burn_in_users)
+    return PopularityPolicy(model, events)
+
+
+def _oracle(model: Any, n_users: int, seed: int | None) -> Policy:
+    return OracleGreedyPolicy(model)
+
+
+def _logging(model: Any, n_users: int, seed: int | None, epsilon: float = DEFAULT_EPSILON,
+             events: pd.DataFrame | None = None, burn_in_users: int = DEFAULT_BURN_IN_USERS) -> Policy:
+    return LoggingPolicy(model, seed, epsilon=epsilon, events=events, burn_in_users=burn_in_users)
+
 
 POLICIES: dict[str, PolicyFactory] = {
-    "random": lambda model, n_users, seed: RandomPolicy(model.action_space, n_users, seed),
+    "random": _random,
+    "popularity": _popularity,
+    "oracle-greedy": _oracle,
+    "logging": _logging,
 }
-"""Policy name -> factory ``(model, n_users, seed) -> Policy``; later work registers more."""
+"""Policy name -> factory ``(model, n_users, seed, **options) -> Policy``. Options:
+popularity ``events``, ``burn_in_users``; logging ``epsilon``, ``events``, ``burn_in_users``."""
 
 
-def make_policy(name: str, model: Any, n_users: int, seed: int | None = None) -> Policy:
-    """The policy called ``name`` for ``n_users`` users of ``model``; unknown names raise ConfigError."""
+def make_policy(name: str, model: Any, n_users: int, seed: int | None = None, **options: Any) -> Policy:
+    """The policy called ``name`` for ``n_users`` users of ``model``, with its ``options``.
+
+    Unknown names and options the policy does not take raise ConfigError (one line).
+    """
     if name not in POLICIES:
-        raise ConfigError(f"unknown policy '{name}'; choose one of: {', '.join(sorted(POLICIES))}")
-    return POLICIES[name](model, n_users, seed)
+        raise ConfigError(f"unknown policy '{name}'; choose one of: {', '.join(POLICIES)}")
+    factory = POLICIES[name]
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted = [p for p in list(params)[3:] if params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    for option in options:
+        if not takes_any and option not in accepted:
+            takes = f"takes {', '.join(accepted)}" if accepted else "takes no options"
+            raise ConfigError(f"policy '{name}' has no option '{option}' ({takes})")
+    return factory(model, n_users, seed, **options)
+

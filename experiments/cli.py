@@ -12,25 +12,23 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driftrec.agents.policies import Policy, make_policy
+from driftrec.agents.policies import POLICIES, make_policy
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.events import EventRecorder, EventWriter
+from driftrec.envs.events import EventLogError, EventRecorder, EventWriter, load_events
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, preset_config
-from driftrec.envs.rng import user_keys
-from driftrec.envs.state import take_rows
+from driftrec.envs.rollout import rollout, train_seeds
 
 EXIT_USAGE = 2
 
@@ -90,7 +88,13 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=float, default=None,
                    help="length of each user's life in days (sets horizon_days, over any --set; "
                         "default: the preset's)")
-    p.add_argument("--policy", default="random", help="logging policy (default: random)")
+    p.add_argument("--policy", default="random",
+                   help="policy that serves the users: random, popularity, oracle-greedy or logging (default: random)")
+    p.add_argument("--policy-logs", type=Path, default=None, metavar="FILE",
+                   help="event log (Parquet) that popularity and logging rank items by (default: a random-policy "
+                        "burn-in of 200 users with seeds SEED + 2*10**9 + i)")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="logging policy: probability of a uniform random item at each position (default: 0.3)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of users and policy (default: 0)")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -109,16 +113,17 @@ def run_simulate(args: argparse.Namespace) -> int:
     cfg = preset_config(args.preset, overrides)
     check_output(args.out)
     model = build_model(cfg)
-    policy = make_policy(args.policy, model, args.users, args.seed)
+    policy = make_policy(args.policy, model, args.users, args.seed, **policy_options(args))
 
     start = time.perf_counter()
     total_reward = 0.0
     with _progress(args.users) as (progress, task), EventWriter(args.out) as writer:
         recorder = EventRecorder(model)
+        all_seeds = train_seeds(args.seed, args.users)
         for lo in range(0, args.users, args.batch):
-            seeds = args.seed + np.arange(lo, min(lo + args.batch, args.users), dtype=np.int64)
-            total_reward += simulate_batch(model, policy, recorder, seeds,
-                                           on_done=lambda k: progress.advance(task, k))
+            stats = rollout(model, policy, all_seeds[lo:lo + args.batch], recorder=recorder, batch=args.batch,
+                            on_done=lambda k: progress.advance(task, k))
+            total_reward += float(stats.reward.sum())
             writer.write(recorder.to_table())
             recorder.clear()
     wall = time.perf_counter() - start
@@ -128,27 +133,23 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def simulate_batch(model: Any, policy: Policy, recorder: EventRecorder, seeds: np.ndarray,
-                   on_done: Callable[[int], Any] | None = None) -> float:
-    """Step the users of ``seeds`` (one life each, user_id = seed) until all are done, recording
-    their events; returns their total reward. ``on_done(k)`` hears when k more users finish."""
-    state = model.init(user_keys(seeds), np.zeros(len(seeds), dtype=np.int64))
-    user_id = seeds.astype(np.int64)
-    active = np.ones(len(seeds), dtype=bool)
-    total = 0.0
-    while active.any():
-        if active.sum() * 2 <= len(active):  # drop done users once they are half the batch
-            keep = np.flatnonzero(active)
-            state, user_id, active = take_rows(state, keep), user_id[keep], active[keep]
-        actions, propensity = policy.act(model.observe(state))
-        state, out = model.step(state, actions, inplace=True)
-        recorder.record(out, user_id, propensity, active)
-        total += float(out.reward[active].sum())
-        done = active & (out.terminated | out.truncated)
-        active &= ~done
-        if on_done is not None and done.any():
-            on_done(int(done.sum()))
-    return total
+def policy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The policy options of ``simulate``'s flags; a flag the chosen policy does not take is an error."""
+    options: dict[str, Any] = {}
+    if args.policy not in POLICIES:
+        return options  # make_policy names the known policies
+    if args.policy_logs is not None:
+        if args.policy not in ("popularity", "logging"):
+            raise CLIError(f"--policy-logs is for the popularity and logging policies, not '{args.policy}'")
+        try:
+            options["events"] = load_events(args.policy_logs)
+        except EventLogError as err:
+            raise CLIError(str(err)) from None
+    if args.epsilon is not None:
+        if args.policy != "logging":
+            raise CLIError(f"--epsilon is for the logging policy, not '{args.policy}'")
+        options["epsilon"] = args.epsilon
+    return options
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         bench.add_parser(sub)
+    from driftrec.experiments import train  # train, evaluate (imports SB3 only when they run)
+
+    train.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,258 @@
+"""The shared rollout loop: users live their lives under a policy, all stepped together.
+
+Every caller that runs a policy on simulated users (``driftrec simulate``, evaluation, the
+logging policy's burn-in, the harness) goes through :func:`rollout`, so they all step, drop
+finished users, record events and count outcomes the same way.
+
+## Seeds: who the users are
+Each seed is one user living one life: user ``i`` is the first life of the stream of
+``seeds[i]`` (``ShopSimEnv(...).reset(seed=s)`` meets the same user), and the seed is the
+user's ``user_id`` in the event log and in :class:`UserStats`. Because every per-user draw
+comes from the user's own stream, a user's life depends only on its seed and on the actions it
+receives, never on the batch it is stepped in: every policy evaluated on the same seeds meets
+the same users (common random numbers).
+
+The roles of users never overlap when their seeds come from these helpers (for ``seed`` a run's
+seed and fewer than 10**9 users per role):
+
+| role | seeds | used by |
+|---|---|---|
+| training | ``seed + TRAIN_SEED_OFFSET + i`` | ``driftrec simulate --seed``, SB3 training VecEnvs |
+| evaluation | ``seed + EVAL_SEED_OFFSET + i`` | :func:`driftrec.agents.evaluate.evaluate_policy` |
+| burn-in | ``seed + BURN_IN_SEED_OFFSET + i`` | the logging / popularity policy's random burn-in log |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from driftrec.envs.rng import user_keys
+from driftrec.envs.state import take_rows
+
+if TYPE_CHECKING:
+    from driftrec.agents.policies import Policy
+    from driftrec.envs.events import EventRecorder
+
+TRAIN_SEED_OFFSET = 0
+"""Training users of a run with seed s are s + i (what ``driftrec simulate --seed s`` writes)."""
+EVAL_SEED_OFFSET = 10**9
+"""Held-out evaluation users of a run with seed s are s + 10**9 + i."""
+BURN_IN_SEED_OFFSET = 2 * 10**9
+"""Burn-in users (the random log a logging policy's popularity is fitted on) are s + 2 * 10**9 + i."""
+
+
+def train_seeds(seed: int, n_users: int) -> np.ndarray:
+    """Seeds of the ``n_users`` training users of a run with seed ``seed``."""
+    return _seeds(seed, TRAIN_SEED_OFFSET, n_users)
+
+
+def eval_seeds(seed: int, n_users: int) -> np.ndarray:
+    """Seeds of the ``n_users`` held-out evaluation users of a run with seed ``seed``."""
+    return _seeds(seed, EVAL_SEED_OFFSET, n_users)
+
+
+def burn_in_seeds(seed: int, n_users: int) -> np.ndarray:
+    """Seeds of the ``n_users`` burn-in users of a run with seed ``seed``."""
+    return _seeds(seed, BURN_IN_SEED_OFFSET, n_users)
+
+
+def _seeds(seed: int, offset: int, n_users: int) -> np.ndarray:
+    if n_users < 0:
+        raise ValueError(f"n_users must be >= 0, got {n_users}")
+    return int(seed) + offset + np.arange(n_users, dtype=np.int64)
+
+
+@dataclasses.dataclass
+class UserStats:
+    """What happened to each user of a rollout (leading axis: users, in the order of the seeds).
+
+    Counts are over the user's whole life. ``daily_reward[u, d]`` is the reward of the requests
+    user u made on day d (d = floor of the request time in days since the life began), so a
+    row sums to ``reward``. ``item_impressions`` counts, over all users, how often each item was
+    shown (a slate position showing it; a duplicate in a slate is not shown).
+    """
+
+    user_id: np.ndarray  # (U,) int64 the user's seed (its user_id in the event log)
+    reward: np.ndarray  # (U,) float64 total reward
+    clicks: np.ndarray  # (U,) int64
+    carts: np.ndarray  # (U,) int64 add-to-carts
+    purchases: np.ndarray  # (U,) int64
+    revenue: np.ndarray  # (U,) float64 sum of the prices of purchased items
+    requests: np.ndarray  # (U,) int64 recommendation requests served (env steps)
+    impressions: np.ndarray  # (U,) int64 slate positions shown
+    sessions: np.ndarray  # (U,) int64 sessions with at least one request
+    churned: np.ndarray  # (U,) bool the life ended by churn (terminated), not by the horizon
+    watch: np.ndarray  # (U,) float64 recsim-ie minutes watched (0 for ShopSim)
+    categories: np.ndarray  # (U,) int64 distinct categories among the items shown to the user
+    daily_reward: np.ndarray  # (U, days) float64 reward per day of life
+    item_impressions: np.ndarray  # (n_items,) int64 times each item was shown, over all users
+    n_categories: int  # categories of the catalog (for diversity)
+
+    PER_USER = ("user_id", "reward", "clicks", "carts", "purchases", "revenue", "requests", "impressions",
+                "sessions", "churned", "watch", "categories")
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    @property
+    def n_items(self) -> int:
+        """Catalog size."""
+        return len(self.item_impressions)
+
+    @property
+    def items_recommended(self) -> np.ndarray:
+        """Sorted ids of the distinct items shown to at least one user."""
+        return np.flatnonzero(self.item_impressions)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per user with the per-user columns (``PER_USER``)."""
+        return pd.DataFrame({name: getattr(self, name) for name in self.PER_USER})
+
+    def daily_frame(self) -> pd.DataFrame:
+        """Long table (user_id, day, reward) with one row per user and day of the horizon."""
+        n, days = self.daily_reward.shape
+        return pd.DataFrame({"user_id": np.repeat(self.user_id, days),
+                             "day": np.tile(np.arange(days, dtype=np.int64), n),
+                             "reward": self.daily_reward.reshape(-1)})
+
+    @classmethod
+    def concat(cls, parts: Sequence[UserStats]) -> UserStats:
+        """The stats of several groups of users of the same model, one after the other."""
+        if not parts:
+            raise ValueError("UserStats.concat needs at least one part")
+        fields = {name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.PER_USER}
+        return cls(**fields, daily_reward=np.concatenate([p.daily_reward for p in parts]),
+                   item_impressions=np.sum([p.item_impressions for p in parts], axis=0),
+                   n_categories=parts[0].n_categories)
+
+
+def horizon_days(model: Any) -> int:
+    """Columns of ``UserStats.daily_reward``: the days a request can fall on."""
+    return max(1, math.ceil(model.cfg.horizon_days))
+
+
+def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
+            recorder: EventRecorder | None = None, on_done: Callable[[int], Any] | None = None,
+            batch: int = 4096) -> UserStats:
+    """Run ``policy`` on the users of ``seeds`` (one life each) until every life is over.
+
+    Users go in groups of ``batch`` (bounding memory); a group is stepped together and, once
+    half of it is done, the done users are dropped (so a few long lives do not keep the whole
+    batch stepping). Before each group, ``policy.reset(len(group))``; when users are dropped,
+    ``policy.keep_rows(rows)`` names the rows that stay. The policy gets ``state=`` (the batch
+    state) only if its ``reads_hidden_state`` is true, and ``model.action_masks(state)`` as
+    ``mask`` only if its ``uses_mask`` is true. ``recorder`` (an EventRecorder) receives every
+    event, with user_id = seed and the policy's propensities; ``on_done(k)`` hears when k more
+    users finish. Returns the per-user outcomes in the order of ``seeds``.
+    """
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    parts = [_rollout_group(model, policy, seeds[lo:lo + batch], recorder, on_done)
+             for lo in range(0, len(seeds), batch)]
+    if not parts:
+        parts = [_rollout_group(model, policy, seeds, recorder, on_done)]
+    return parts[0] if len(parts) == 1 else UserStats.concat(parts)
+
+
+def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: EventRecorder | None,
+                   on_done: Callable[[int], Any] | None) -> UserStats:
+    """One group of users stepped together to the end (see :func:`rollout`)."""
+    n, days = len(seeds), horizon_days(model)
+    world = model.world
+    n_items, n_cat = len(world.category), int(model.n_cat)
+    i64 = np.int64
+    reward, revenue, watch = np.zeros(n), np.zeros(n), np.zeros(n)
+    clicks, carts, purchases = np.zeros(n, dtype=i64), np.zeros(n, dtype=i64), np.zeros(n, dtype=i64)
+    requests, impressions, last_session = np.zeros(n, dtype=i64), np.zeros(n, dtype=i64), np.full(n, -1, dtype=i64)
+    churned = np.zeros(n, dtype=bool)
+    daily = np.zeros((n, days))
+    seen_cat = np.zeros((n, n_cat), dtype=bool)
+    item_imp = np.zeros(n_items, dtype=i64)
+    price = np.ascontiguousarray(world.price, dtype=np.float64)
+    category = np.ascontiguousarray(world.category, dtype=np.int64)
+
+    reads_state = bool(getattr(policy, "reads_hidden_state", False))
+    uses_mask = bool(getattr(policy, "uses_mask", False))
+    policy.reset(n)
+    state = model.init(user_keys(seeds), np.zeros(n, dtype=i64)) if n else None
+    row = np.arange(n)  # row of each batch slot in the per-user arrays
+    active = np.ones(n, dtype=bool)
+    while active.any():
+        if active.sum() * 2 <= len(active):  # drop done users once they are half the batch
+            keep = np.flatnonzero(active)
+            state, row, active = take_rows(state, keep), row[keep], active[keep]
+            policy.keep_rows(keep)
+        obs = model.observe(state)
+        mask = model.action_masks(state) if uses_mask else None
+        if reads_state:
+            actions, propensity = policy.act(obs, mask, state=state)
+        else:
+            actions, propensity = policy.act(obs, mask)
+        state, out = model.step(state, actions, inplace=True)
+        if recorder is not None:
+            recorder.record(out, seeds[row], propensity, active)
+
+        n_done = _accumulate(
+            row, active, out.reward, out.click_pos, out.cart, out.purchase, out.items, out.shown, out.watch,
+            out.session, out.time, out.terminated, out.truncated, price, category,
+            reward, clicks, carts, purchases, revenue, watch, requests, impressions, last_session, daily, seen_cat,
+            item_imp, churned)
+        if on_done is not None and n_done:
+            on_done(n_done)
+    return UserStats(
+        user_id=seeds.copy(), reward=reward, clicks=clicks, carts=carts, purchases=purchases, revenue=revenue,
+        requests=requests, impressions=impressions, sessions=last_session + 1, churned=churned, watch=watch,
+        categories=seen_cat.sum(axis=1).astype(i64), daily_reward=daily, item_impressions=item_imp,
+        n_categories=n_cat,
+    )
+
+
+@njit(cache=True)
+def _accumulate(row, active, step_reward, click_pos, cart, purchase, items, shown, step_watch,  # noqa: ANN001
+                session, time, terminated, truncated, price, category,
+                reward, clicks, carts, purchases, revenue, watch, requests, impressions, last_session, daily,
+                seen_cat, item_imp, churned):
+    """Add one step's outcomes of the active batch slots to their users' rows; mark the users whose
+    life ended done (``active`` False, ``churned`` = terminated). Returns how many ended.
+
+    Compiled because it runs once per step: as two dozen numpy calls its fixed cost dominated the
+    long tail of a rollout, when a few users with very long lives are stepped alone.
+    """
+    days = daily.shape[1]
+    n_done = 0
+    for b in range(row.shape[0]):
+        if not active[b]:
+            continue
+        r = row[b]
+        reward[r] += step_reward[b]
+        watch[r] += step_watch[b]
+        requests[r] += 1
+        last_session[r] = session[b]
+        day = min(max(int(time[b]), 0), days - 1)  # time >= 0, so int() floors
+        daily[r, day] += step_reward[b]
+        for k in range(items.shape[1]):
+            if shown[b, k]:
+                it = items[b, k]
+                impressions[r] += 1
+                item_imp[it] += 1
+                seen_cat[r, category[it]] = True
+        if click_pos[b] >= 0:
+            clicks[r] += 1
+            if cart[b]:
+                carts[r] += 1
+            if purchase[b]:
+                purchases[r] += 1
+                revenue[r] += price[items[b, click_pos[b]]]
+        if terminated[b] or truncated[b]:
+            churned[r] = terminated[b]
+            active[b] = False
+            n_done += 1
+    return n_done
