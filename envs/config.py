@@ -114,16 +114,8 @@ class SimConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], base: SimConfig | None = None) -> SimConfig:
         """Build a config from ``values`` on top of ``base`` (defaults if None), validating each key."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = get_type_hints(cls)
-        clean: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in fields:
-                close = difflib.get_close_matches(str(key), fields, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else "; see `driftrec presets --keys`"
-                raise ConfigError(f"unknown config key '{key}'{hint}")
-            clean[key] = _check(key, value, hints[key], fields[key].metadata)
-        return dataclasses.replace(base if base is not None else cls(), **clean)
+        return replace_checked(base if base is not None else cls(), values,
+                               unknown_hint="; see `driftrec presets --keys`")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of every field (YAML-safe)."""
@@ -136,6 +128,26 @@ class SimConfig:
         for f in dataclasses.fields(cls):
             rows.append((f.name, repr(f.default), _allowed(f.metadata), f.metadata["doc"]))
         return rows
+
+
+def replace_checked(config: Any, values: Mapping[str, Any], *, label: str = "config",
+                    unknown_hint: str = "") -> Any:
+    """``dataclasses.replace(config, **values)`` for a dataclass of :func:`knob` fields, with each
+    value coerced to its field's type and checked against its range or choices.
+
+    An unknown key raises :class:`ConfigError` naming it and the closest known key (else
+    ``unknown_hint``); ``label`` names the kind of key in that message ("unknown LABEL key ...").
+    """
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    hints = get_type_hints(type(config))
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else unknown_hint
+            raise ConfigError(f"unknown {label} key '{key}'{hint}")
+        clean[key] = _check(key, value, hints[key], fields[key].metadata)
+    return dataclasses.replace(config, **clean)
 
 
 def _allowed(meta: Mapping[str, Any]) -> str:

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
                     "and that seed is its user_id in the log: ShopSimEnv(preset=...).reset(seed=user_id) "
                     "meets the same user.")
     p.add_argument("--preset", default="default", help="simulator preset (see `driftrec presets`); default: default")
-    p.add_argument("--users", type=_positive_int, default=100, help="number of users (default: 100)")
+    p.add_argument("--users", type=positive_int, default=100, help="number of users (default: 100)")
     p.add_argument("--days", type=float, default=None,
                    help="length of each user's life in days (sets horizon_days, over any --set; "
                         "default: the preset's)")
@@ -95,12 +95,13 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
                         "burn-in of 200 users with seeds SEED + 2*10**9 + i)")
     p.add_argument("--epsilon", type=float, default=None,
                    help="logging policy: probability of a uniform random item at each position (default: 0.3)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of users and policy (default: 0)")
+    p.add_argument("--seed", type=int_arg(0, 2**62, "an integer seed"), default=0,
+                   help="seed of users and policy (default: 0)")
     p.add_argument("--out", required=True, type=Path, help="output Parquet file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SimConfig key (repeatable; values parsed as YAML; "
                         "`driftrec presets --keys` lists them)")
-    p.add_argument("--batch", type=_positive_int, default=4096,
+    p.add_argument("--batch", type=positive_int, default=4096,
                    help="users simulated at once; bounds memory (default: 4096)")
     p.set_defaults(func=run_simulate)
 
@@ -187,24 +188,24 @@ def _progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
         yield progress, progress.add_task("simulate", total=total)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def int_arg(lo: int, hi: int | None = None, what: str = "an integer") -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[lo, hi)`` (no upper bound when ``hi`` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < lo or (hi is not None and value >= hi):
+            bound = f"[{lo}, {hi})" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"expected {what} {bound}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value < 2**62:
-        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**62), got {text!r}")
-    return value
+positive_int = int_arg(1, what="a positive integer")
+non_negative_int = int_arg(0, what="an integer")
 
 
 # ------------------------------------------------------------------------------------- main
@@ -215,14 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_presets_parser(sub)
     add_simulate_parser(sub)
-    try:
-        from driftrec.experiments import bench
-    except ImportError:  # bench is optional: the rest of the CLI works without it
-        pass
-    else:
-        bench.add_parser(sub)
-    from driftrec.experiments import train  # train, evaluate (imports SB3 only when they run)
+    # bench, train and evaluate import numba kernels, SB3 and torch only when they run
+    from driftrec.experiments import bench, train
 
+    bench.add_parser(sub)
     train.add_parser(sub)
     return parser
 

@@ -1,0 +1,34 @@
+"""Supervised recommenders trained on event logs, in PyTorch (DESIGN.md, "Agents").
+
+One file per model on a shared base (:mod:`.base`): ``mlp`` (multi-task MLP, logistic with
+``layers=0``), ``gru`` (recurrent, GRU or LSTM cell), ``transformer`` (causal self-attention).
+Features are rebuilt from the log exactly as the simulator's observation shows them
+(:mod:`.data`), so a trained model acts as a policy (:meth:`SupervisedModel.as_policy`,
+:class:`RetrainingPolicy` for periodic retraining while deployed). Metrics are pure functions
+(:mod:`.metrics`). :func:`train_supervised` is the one objective used by ``driftrec train``,
+tuning and tests.
+"""
+
+from driftrec.agents.supervised import gru, mlp, transformer  # noqa: F401  (register the model kinds)
+from driftrec.agents.supervised.base import MODELS, SupervisedModel, evaluate, fit, load_model, make_model
+from driftrec.agents.supervised.config import SupervisedConfig
+from driftrec.agents.supervised.data import Examples, FeatureSpec, LogDataError, build_examples
+from driftrec.agents.supervised.policy import RetrainingPolicy, SupervisedPolicy
+from driftrec.agents.supervised.train import train_supervised
+
+__all__ = [
+    "MODELS",
+    "Examples",
+    "FeatureSpec",
+    "LogDataError",
+    "RetrainingPolicy",
+    "SupervisedModel",
+    "SupervisedPolicy",
+    "SupervisedConfig",
+    "build_examples",
+    "evaluate",
+    "fit",
+    "load_model",
+    "make_model",
+    "train_supervised",
+]

@@ -1,0 +1,103 @@
+"""Typed, validated training configuration of the supervised recommenders.
+
+One flat dataclass, a one-line doc and an allowed range per field (as :class:`SimConfig` does).
+``driftrec train ... --set key=value`` overrides go through :func:`split_overrides`: a key of
+:class:`SupervisedConfig` sets a training knob, any other key must be a :class:`SimConfig` key and
+describes the simulator the log came from (its catalog and observation layout are the model's
+features), so every mistake is one :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from driftrec.envs.config import ConfigError, SimConfig, knob, replace_checked
+from driftrec.envs.presets import PRESETS
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedConfig:
+    """Knobs of data splitting, model size, optimisation, fine-tuning and deployed retraining."""
+
+    # --- the simulator the log came from ------------------------------------------------------
+    preset: str = knob("default", "simulator preset the log was simulated with (catalog and feature layout)",
+                       choices=tuple(PRESETS))
+
+    # --- splits (chronological) ----------------------------------------------------------------
+    holdout_frac: float = knob(0.2, "share of the examples, latest in time, held out for the offline metrics",
+                               0.01, 0.9)
+    val_frac: float = knob(0.1, "share of the training examples, latest in time, used for early stopping",
+                           0.01, 0.9)
+
+    # --- model -------------------------------------------------------------------------------------
+    hidden: int = knob(64, "width of the scoring MLP's hidden layers", 1, 4096)
+    layers: int = knob(2, "hidden layers of the scoring MLP (0 = logistic regression on the features)", 0, 16)
+    dropout: float = knob(0.1, "dropout between hidden layers", 0.0, 0.9)
+    item_ids: bool = knob(True, "learn a vector per item id (its hidden appeal), besides its category and price")
+    embedding_dim: int = knob(32, "sequence models: width of item/behaviour token embeddings and the encoder",
+                              2, 1024)
+    cell: str = knob("gru", "recurrent model: 'gru' or 'lstm' cell", choices=("gru", "lstm"))
+    heads: int = knob(2, "transformer: attention heads (must divide embedding_dim)", 1, 64)
+    blocks: int = knob(1, "transformer: self-attention blocks", 1, 16)
+    rank_weight: float = knob(1.0, "sequence models: weight of the next-item cross-entropy in the loss", 0.0, 100.0)
+
+    # --- optimisation ------------------------------------------------------------------------------
+    epochs: int = knob(20, "maximum training epochs", 1, 10_000)
+    patience: int = knob(3, "early stopping: epochs without a better validation loss before stopping", 1, 1000)
+    batch_size: int = knob(512, "examples per gradient step", 1, 1_000_000)
+    lr: float = knob(3e-3, "Adam learning rate", 1e-6, 1.0)
+    weight_decay: float = knob(1e-5, "Adam (L2) weight decay", 0.0, 1.0)
+    click_pos_weight: float = knob(0.0, "weight of click positives in the loss (0 = balanced: negatives / "
+                                        "positives); predictions are corrected back to calibrated probabilities",
+                                   0.0, 1e6)
+    purchase_pos_weight: float = knob(0.0, "weight of purchase positives among clicks (0 = balanced)", 0.0, 1e6)
+
+    # --- fine-tuning (finetune_days) and retraining while deployed ----------------------------------
+    finetune_epochs: int = knob(5, "maximum fine-tuning epochs on the recent window", 1, 10_000)
+    finetune_lr_scale: float = knob(0.3, "fine-tuning learning rate = lr * this", 1e-4, 10.0)
+    retrain_every_days: float = knob(1.0, "deployed retraining: refit every this many simulated days", 0.01, 3650.0)
+    retrain_window_days: float = knob(7.0, "deployed retraining: refit on the examples of the newest this many days",
+                                      0.01, 3650.0)
+    retrain_epochs: int = knob(2, "deployed retraining: epochs per refit", 1, 1000)
+
+    # --- metrics -------------------------------------------------------------------------------------
+    threshold: float = knob(0.5, "probability threshold of accuracy, precision, recall and F1", 0.0, 1.0)
+    top_k: int = knob(10, "cut-off of HR@k and NDCG@k", 1, 10_000)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], base: SupervisedConfig | None = None) -> SupervisedConfig:
+        """Build a config from ``values`` on top of ``base`` (defaults if None), validating each key."""
+        cfg = replace_checked(base if base is not None else cls(), values, label="training")
+        if cfg.embedding_dim % cfg.heads:
+            raise ConfigError(f"config key 'heads' ({cfg.heads}) must divide embedding_dim ({cfg.embedding_dim})")
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping of every field (YAML-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(key, default, doc) of every knob, for docs and help texts."""
+        return [(f.name, repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(cls)]
+
+
+def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``--set`` overrides into (training keys, simulator keys); a key of neither raises
+    :class:`ConfigError` naming it (with the closest known key when there is one)."""
+    train_keys = {f.name for f in dataclasses.fields(SupervisedConfig)}
+    sim_keys = {f.name for f in dataclasses.fields(SimConfig)}
+    train, sim = {}, {}
+    for key, value in overrides.items():
+        if key in train_keys:
+            train[key] = value
+        elif key in sim_keys:
+            sim[key] = value
+        else:
+            close = difflib.get_close_matches(str(key), sorted(train_keys | sim_keys), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else "; see SupervisedConfig or `driftrec presets --keys`"
+            raise ConfigError(f"unknown override key '{key}': neither a training nor a simulator key{hint}")
+    return train, sim

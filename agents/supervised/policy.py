@@ -1,0 +1,198 @@
+"""Supervised models as policies: recommend the items of highest expected immediate reward.
+
+Expected reward of showing item i at slate position 0 to a user:
+``P(click) * (reward_click + P(purchase | click) * (reward_purchase + reward_revenue * price_i))``,
+with the rewards of the simulator config the policy serves. ``reward_cart`` is not counted: the
+models do not predict add-to-cart (it is 0 in every preset). A slate takes the K best distinct
+items in order (the best at position 0, where attention is highest), skipping masked actions.
+
+What the policy reads: the observation, and nothing hidden. The user features are the user part
+of ``features`` (demographics zeroed, as in training); sequence models read the ``history``
+observation (item ids and behaviours), so they need ``obs_mode='history'``, whose ``features``
+part is the same as in features mode, so every supervised policy runs on it. The models keep no
+memory of their own: the history observation is their memory, so ``reset`` and ``keep_rows``
+have nothing to do. In catalog mode the whole catalog is scored; in candidates mode the M
+candidates of the request, whose item ids the policy reads from ``state.cand`` (the only part of
+the state it reads, hence ``reads_hidden_state``; the candidates part of the observation does
+not identify items, while a real shop's ranker knows what its retrieval stage returned; the
+popularity policy does the same). Scoring is one batched forward pass over users x items.
+
+:class:`RetrainingPolicy` also learns while deployed: it buffers the events that ``update``
+receives and refits the model every ``retrain_every_days`` simulated days on the newest
+``retrain_window_days`` of them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from driftrec.agents.policies import Policy
+from driftrec.agents.supervised.data import (
+    FeatureSpec,
+    build_examples,
+    event_days,
+    history_from_obs,
+    user_features_from_obs,
+)
+from driftrec.envs.config import ConfigError
+
+if TYPE_CHECKING:
+    from driftrec.agents.supervised.base import SupervisedModel
+
+
+class SupervisedPolicy(Policy):
+    """A trained supervised model acting greedily on expected immediate reward (deterministic:
+    ``act`` returns no propensities)."""
+
+    def __init__(self, model: SupervisedModel, sim_model: Any):
+        spec = FeatureSpec.from_model(sim_model)
+        why = model.spec.mismatch(spec, model.sequence)
+        if why:
+            raise ConfigError(f"the {model.kind} model cannot read this simulator's observations: {why}")
+        cfg = sim_model.cfg
+        if model.sequence and cfg.obs_mode != "history":
+            raise ConfigError(f"the {model.kind} model reads the history observation: set obs_mode=history "
+                              f"(got '{cfg.obs_mode}')")
+        self.model, self.sim_model, self.spec = model, sim_model, spec
+        self.k, self.m = int(sim_model.k), int(sim_model.m)
+        self.reads_hidden_state = self.m > 0  # candidates mode: the candidates' item ids (state.cand)
+        self.n_actions = self.m or spec.n_items
+        self.reward_click = float(cfg.reward_click)
+        self.reward_purchase = float(cfg.reward_purchase)
+        self.reward_revenue = float(cfg.reward_revenue)
+        self.n_users = 0
+
+    def reset(self, n_users: int) -> None:
+        """A new batch of users: nothing to forget (the policy reads everything from observations)."""
+        self.n_users = n_users
+
+    def action_items(self, n: int, state: Any = None) -> np.ndarray:
+        """(1, n_items) item ids of the actions in catalog mode, (N, M) the candidates in candidates mode."""
+        if not self.m:
+            return np.arange(self.spec.n_items)[None, :]
+        if state is None:
+            raise ValueError("in candidates mode a supervised policy reads the candidates' item ids from "
+                             "state.cand: pass state= (the rollout does, since reads_hidden_state is True)")
+        return np.asarray(state.cand, dtype=np.int64).reshape(n, self.m)
+
+    @torch.no_grad()
+    def predict(self, obs: np.ndarray | dict[str, np.ndarray],
+                state: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(P(click), P(purchase | click), purchase value) of every action, each (N, n_actions)
+        (value: reward_purchase + reward_revenue * price); ``state`` only in candidates mode."""
+        spec, model = self.spec, self.model
+        user = torch.from_numpy(user_features_from_obs(obs, spec, model.spec))
+        n = user.shape[0]
+        if model.sequence:
+            hist_item, hist_beh = (torch.from_numpy(a) for a in history_from_obs(obs))
+        else:  # unused by the encoder; shaped so the chunking can slice them
+            hist_item = hist_beh = torch.zeros((n, 0), dtype=torch.int64)
+        items = self.action_items(n, state)
+        ids = torch.from_numpy(items)
+        cat = self.model.item_category[ids]
+        feat = self.model.item_features[ids]
+        price = np.broadcast_to(spec.item_price[items], (n, items.shape[1]))
+        p_click, p_buy = model.score_items(user, hist_item, hist_beh, cat, feat, ids)
+        value = self.reward_purchase + self.reward_revenue * price
+        return p_click.double().numpy(), p_buy.double().numpy(), np.asarray(value, dtype=np.float64)
+
+    def expected_reward(self, obs: np.ndarray | dict[str, np.ndarray], state: Any = None) -> np.ndarray:
+        """(N, n_actions) expected immediate reward of showing each action at position 0."""
+        p_click, p_buy, value = self.predict(obs, state)
+        return p_click * (self.reward_click + p_buy * value)
+
+    def act(self, obs: np.ndarray | dict[str, np.ndarray], mask: np.ndarray | None = None, *,
+            state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The top-K expected-reward actions per user, best first (distinct items while enough valid
+        ones remain); ``mask`` (N, K * n_actions) bool marks valid actions; ``state`` is read
+        for the candidates' ids in candidates mode only. Propensities are 1 (deterministic)."""
+        score = self.expected_reward(obs, state)
+        if self.m:  # a candidate repeated in the request is one item: rank its copies once
+            items = self.action_items(len(score), state)
+            first = np.ones(items.shape, dtype=bool)
+            for j in range(1, items.shape[1]):
+                first[:, j] = (items[:, :j] != items[:, j:j + 1]).all(axis=1)
+            score = np.where(first, score, -np.inf)
+        n = score.shape[0]
+        masks = (np.ones((n, self.k, self.n_actions), dtype=bool) if mask is None
+                 else np.asarray(mask, dtype=bool).reshape(n, self.k, self.n_actions))
+        taken = np.zeros_like(score, dtype=bool)
+        actions = np.empty((n, self.k), dtype=np.int64)
+        rows = np.arange(n)
+        for k in range(self.k):  # a loop over slate positions (K <= 20), vectorised over users
+            valid = masks[:, k]
+            if not valid.any(axis=1).all():
+                user = int(np.flatnonzero(~valid.any(axis=1))[0])
+                raise ValueError(f"action mask leaves no valid action at slate position {k} "
+                                 f"for user {user} of the batch")
+            fresh = valid & ~taken
+            allowed = np.where(fresh.any(axis=1)[:, None], fresh, valid)  # repeat only when nothing fresh is left
+            actions[:, k] = np.where(allowed, score, -np.inf).argmax(axis=1)
+            taken[rows, actions[:, k]] = True
+        prop = np.ones(actions.shape)
+        return (actions[:, 0], prop[:, 0]) if self.k == 1 else (actions, prop)
+
+
+class RetrainingPolicy(SupervisedPolicy):
+    """A supervised policy that refits itself while deployed.
+
+    ``update(events)`` appends the rows to a buffer; once the newest event is ``every_days`` (default
+    the model's ``retrain_every_days``) past the last refit (or the first event), the model is refit
+    for ``retrain_epochs`` epochs, at ``lr * finetune_lr_scale``, on the examples of the newest
+    ``retrain_window_days`` (features replayed from the whole buffer). The class weights stay as
+    trained, so the predictions stay calibrated. ``reset`` (a new batch of users, whose ids may
+    repeat old ones) empties the buffer but keeps the weights. The buffer holds every event of the
+    current users: memory grows with the deployment.
+    """
+
+    def __init__(self, model: SupervisedModel, sim_model: Any, *, every_days: float | None = None,
+                 window_days: float | None = None, epochs: int | None = None, seed: int = 0):
+        super().__init__(model, sim_model)
+        cfg = model.cfg
+        self.every_days = float(every_days if every_days is not None else cfg.retrain_every_days)
+        self.window_days = float(window_days if window_days is not None else cfg.retrain_window_days)
+        self.epochs = int(epochs if epochs is not None else cfg.retrain_epochs)
+        if not (self.every_days > 0 and self.window_days > 0 and self.epochs >= 1):
+            raise ConfigError("retraining needs every_days > 0, window_days > 0 and epochs >= 1")
+        self.seed = seed
+        self.refit_times: list[float] = []  # simulated day of each refit
+        self._buffer: list[pd.DataFrame] = []
+        self._next_fit = math.nan
+
+    def reset(self, n_users: int) -> None:
+        super().reset(n_users)
+        self._buffer.clear()
+        self._next_fit = math.nan
+
+    def update(self, events: pd.DataFrame) -> None:
+        """Buffer new event-log rows; refit when the simulated clock passes the next refit time."""
+        if events is None or len(events) == 0:
+            return
+        self._buffer.append(events)
+        days = event_days(events["timestamp"])
+        if math.isnan(self._next_fit):
+            self._next_fit = float(days.min()) + self.every_days
+        newest = float(days.max())
+        if newest >= self._next_fit:
+            self.refit(newest)
+            self._next_fit = newest + self.every_days
+
+    def refit(self, now: float) -> None:
+        """Fine-tune on the buffered examples of ``[now - window_days, now]`` (no-op without clicks)."""
+        from driftrec.agents.supervised.base import fit
+
+        log = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
+        self._buffer = [log]
+        examples = build_examples(log, self.model.spec)
+        recent = examples.take(examples.time >= now - self.window_days)
+        if not (recent.click > 0).any():
+            return
+        cfg = self.model.cfg
+        fit(self.model, recent, None, epochs=self.epochs, lr=cfg.lr * cfg.finetune_lr_scale, patience=1,
+            seed=self.seed + len(self.refit_times))
+        self.refit_times.append(now)

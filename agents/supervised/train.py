@@ -1,0 +1,223 @@
+"""``train_supervised``: the one objective behind ``driftrec train mlp|gru|transformer``, tuning and tests.
+
+Reads an event log, rebuilds the features (:mod:`driftrec.agents.supervised.data`), splits the
+examples chronologically, trains with early stopping, evaluates on the held-out latest examples
+and writes ``model.pt``, ``metrics.json`` and ``config.yaml`` into the output folder.
+
+Splits (all by time, never at random, so no example is scored with a model that saw its future):
+
+- test: the latest ``holdout_frac`` of the examples (split at a timestamp; ties go to the test);
+- the rest is training data; its latest ``val_frac`` is the validation set for early stopping;
+- with ``finetune_days=D`` the training data is split again at ``test cut - D``: the model is
+  pretrained on the older part (with its own validation tail), then fine-tuned on the recent
+  window (with its own), at ``lr * finetune_lr_scale``. ``metrics.json`` reports the held-out
+  metrics before (``pretrain_test``) and after (``test``) fine-tuning.
+
+Next-item ranking (HR@k, NDCG@k) is chronological too: every clicked impression in the test
+window is a target, ranked over the whole catalog from the features and history just before its
+request. Popularity ranks items by their clicks in the training data (everything before the
+test cut).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from driftrec.agents.supervised.base import FitReport, SupervisedModel, evaluate, fit, make_model
+from driftrec.agents.supervised.config import SupervisedConfig, split_overrides
+from driftrec.agents.supervised.data import (
+    Examples,
+    FeatureSpec,
+    LogDataError,
+    build_examples,
+    check_log,
+    chronological_split,
+    log_sim_config,
+)
+from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.events import EventLogError, load_events
+from driftrec.envs.presets import preset_config
+
+log = logging.getLogger(__name__)
+
+
+def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float | None = None, seed: int = 0,
+                     **overrides: Any) -> dict[str, Any]:
+    """Train a supervised model of ``kind`` on the event log ``logs``; write ``out/model.pt``,
+    ``out/metrics.json`` and ``out/config.yaml``; return the metrics (as in ``metrics.json``).
+
+    ``overrides`` are :class:`SupervisedConfig` keys or :class:`driftrec.envs.config.SimConfig` keys of
+    the simulator the log came from: its catalog, calendar and observation layout are the
+    features, so they must match it. A log that stores its config (``driftrec.sim_config`` in
+    its Parquet metadata, see :func:`driftrec.agents.supervised.data.log_sim_config`) is
+    trusted, with the given simulator keys on top, unless ``preset`` is given; otherwise the
+    config is ``preset`` (default 'default') plus the keys, e.g. ``horizon_days`` for
+    ``driftrec simulate --days``. A log from another catalog is caught (``check_log``); other
+    differences are not detectable from the log. User mistakes (unknown kind or key, missing or
+    unusable log, a fine-tune window with no data) raise :class:`ConfigError` with a one-line
+    message.
+    """
+    from driftrec.agents.supervised.base import MODELS, _load_registry
+
+    _load_registry()
+    if kind not in MODELS:
+        raise ConfigError(f"unknown supervised model '{kind}'; choose one of: {', '.join(sorted(MODELS))}")
+    train_keys, sim_keys = split_overrides(overrides)
+    cfg = SupervisedConfig.from_dict(train_keys)
+    sim_cfg = preset_config(cfg.preset, sim_keys)
+    if finetune_days is not None and not (finetune_days > 0 and math.isfinite(finetune_days)):
+        raise ConfigError(f"finetune_days must be a positive number of days, got {finetune_days!r}")
+    logs, out = Path(logs), Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"cannot write to '{out}': it is a file, not a folder")
+
+    start = time.perf_counter()
+    try:
+        events = load_events(logs)
+    except EventLogError as err:
+        raise LogDataError(str(err)) from None
+    name = f"events file {logs}"
+    logged = log_sim_config(logs)
+    if logged is not None and "preset" not in train_keys:  # the log knows its simulator: trust it
+        try:
+            sim_cfg = SimConfig.from_dict(sim_keys, base=SimConfig.from_dict(logged))
+        except ConfigError as err:
+            raise LogDataError(f"{name}: its stored simulator config is not valid here ({err})") from None
+    if sim_cfg.model != "shop":
+        raise ConfigError(f"supervised models need the ShopSim user model; the simulator config uses "
+                          f"'{sim_cfg.model}'")
+    if not (events["behaviour"] == "click").any():
+        raise LogDataError(f"{name} has no click rows: there is nothing to learn click prediction from")
+    spec = FeatureSpec.from_config(sim_cfg)
+    check_log(events, spec, name)
+    examples = build_examples(events, spec)
+    if not (examples.click > 0).any():
+        raise LogDataError(f"{name}: no click matches an impression (same request, item and position)")
+    features_s = time.perf_counter() - start
+
+    rest_mask, test_mask, test_cut = chronological_split(examples.time, cfg.holdout_frac)
+    rest, test = examples.take(rest_mask), examples.take(test_mask)
+    _require(rest, f"{name}: no training examples before the held-out cut (day {test_cut:g})")
+    _require(test, f"{name}: no held-out examples")
+    if finetune_days is not None:
+        ft_cut = test_cut - finetune_days
+        phases = [("pretrain", rest.take(rest.time < ft_cut)), ("finetune", rest.take(rest.time >= ft_cut))]
+        _require(phases[0][1], f"finetune_days={finetune_days:g} leaves no clicked examples to pretrain on "
+                               f"(before day {ft_cut:g})")
+        _require(phases[1][1], f"finetune_days={finetune_days:g} leaves no clicked examples to fine-tune on "
+                               f"(days {ft_cut:g} to {test_cut:g})")
+    else:
+        phases = [("train", rest)]
+
+    model = make_model(kind, spec, cfg, seed)
+    model.set_pos_weights(phases[0][1], cfg.click_pos_weight, cfg.purchase_pos_weight)
+    result: dict[str, Any] = {
+        "kind": kind, "seed": seed, "logs": str(logs), "preset": cfg.preset, "finetune_days": finetune_days,
+        "sim_config_from": "log" if logged is not None and "preset" not in train_keys else "preset",
+        "data": {"events": int(len(events)), "users": int(events["user_id"].nunique()),
+                 "examples": len(examples), "test": len(test), "test_from_day": test_cut,
+                 "click_rate": float(examples.click.mean()), "purchase_rate": float(examples.purchase.mean()),
+                 "feature_seconds": features_s},
+        "pos_weight": {"click": float(model.pos_weight[0]), "purchase": float(model.pos_weight[1])},
+    }
+    clicked_before_test = rest.item[rest.click > 0]
+    training: dict[str, Any] = {}
+    for i, (phase, data) in enumerate(phases):
+        fine = phase == "finetune"
+        if fine:
+            result["pretrain_test"] = evaluate(model, test, clicked_before_test)
+            before = _flat_params(model)
+        report = _fit_phase(model, data, cfg, seed + i, phase, fine)
+        training[phase] = _report_dict(report, data, cfg)
+        if fine:
+            training[phase]["weight_change"] = float(torch.linalg.vector_norm(_flat_params(model) - before))
+    result["training"] = training
+    result["logit_offset"] = {"click": float(model.logit_offset[0]), "purchase": float(model.logit_offset[1])}
+    result["test"] = evaluate(model, test, clicked_before_test)
+    result["train_seconds"] = time.perf_counter() - start
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.pt")
+    config = {"kind": kind, "seed": seed, "logs": str(logs), "finetune_days": finetune_days,
+              "train": cfg.to_dict(), "sim": sim_cfg.to_dict()}
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = {"summary": summary(result, cfg.top_k), **result}
+    result = _json_safe(result)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    log.info("%s: click AUC %.4f, HR@%d %.4f (popularity %.4f), %.1f s", kind, result["test"]["click"]["auc"] or 0,
+             cfg.top_k, result["test"]["ranking"][f"hr@{cfg.top_k}"] or 0,
+             result["test"]["popularity"][f"hr@{cfg.top_k}"] or 0, result["train_seconds"])
+    return result
+
+
+def summary(result: dict[str, Any], top_k: int = 10) -> dict[str, Any]:
+    """The headline numbers of a result, flat (for the CLI's table): held-out click and purchase
+    AUC and log-loss, click F1, HR@k and NDCG@k of the model and of popularity, examples, seconds."""
+    test = result["test"]
+    out = {"click_auc": test["click"]["auc"], "click_logloss": test["click"]["logloss"],
+           "click_f1": test["click"]["f1"], "purchase_auc": test["purchase"]["auc"],
+           "purchase_logloss": test["purchase"]["logloss"],
+           f"hr@{top_k}": test["ranking"][f"hr@{top_k}"], f"ndcg@{top_k}": test["ranking"][f"ndcg@{top_k}"],
+           f"popularity_hr@{top_k}": test["popularity"][f"hr@{top_k}"],
+           f"popularity_ndcg@{top_k}": test["popularity"][f"ndcg@{top_k}"]}
+    if "pretrain_test" in result:
+        out["pretrain_click_auc"] = result["pretrain_test"]["click"]["auc"]
+        out["pretrain_click_logloss"] = result["pretrain_test"]["click"]["logloss"]
+    out.update({"examples": result["data"]["examples"], "test_examples": result["data"]["test"],
+                "train_seconds": result["train_seconds"]})
+    return out
+
+
+def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, seed: int, phase: str,
+               fine: bool) -> FitReport:
+    train_mask, val_mask, _ = chronological_split(data.time, cfg.val_frac)
+    train, val = data.take(train_mask), data.take(val_mask)
+    if not (train.click > 0).any():  # a tiny log: train on everything, stop by epochs
+        train, val = data, None
+
+    def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+        log.info("%s %s epoch %d: train loss %.4f, val loss %.4f", model.kind, phase, epoch, train_loss, val_loss)
+
+    report = fit(model, train, val, epochs=cfg.finetune_epochs if fine else cfg.epochs,
+                 lr=cfg.lr * (cfg.finetune_lr_scale if fine else 1.0), patience=cfg.patience, seed=seed,
+                 on_epoch=on_epoch)
+    if val is not None:
+        model.recalibrate(val)
+    return report
+
+
+def _require(examples: Examples, message: str) -> None:
+    if len(examples) == 0 or not (examples.click > 0).any():
+        raise LogDataError(message)
+
+
+def _report_dict(report: FitReport, data: Examples, cfg: SupervisedConfig) -> dict[str, Any]:
+    return {"examples": len(data), "from_day": float(data.time.min()), "to_day": float(data.time.max()),
+            "epochs_run": report.epochs_run, "best_epoch": report.best_epoch, "best_val_loss": report.best_val_loss,
+            "train_loss": report.train_loss, "val_loss": report.val_loss, "seconds": report.seconds}
+
+
+def _flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN / inf -> None and numpy scalars -> Python, so metrics.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,441 @@
+"""``driftrec train`` and ``driftrec evaluate``: train an agent, then judge it on held-out users.
+
+``driftrec train ppo|dqn|a2c|qrdqn|maskable-ppo --preset P --out runs/NAME`` trains an SB3
+agent (:func:`run_train`) on the batched simulator and writes into ``runs/NAME/``:
+
+| file | what |
+|---|---|
+| ``model.zip`` | the trained SB3 model (``driftrec.agents.rl.load_agent``) |
+| ``spec.yaml`` | resolved SimConfig, preset, algorithm, hyperparameters, spaces, layout, versions, wall time |
+| ``evaluations.npz`` | periodic validation: ``timesteps``, ``results`` (reward per user), ``ep_lengths`` |
+| ``best_model.zip`` | the model of the best validation |
+| ``checkpoints/`` | ``model_<timesteps>_steps.zip`` every ``--checkpoint-freq`` timesteps |
+| ``tb/`` | TensorBoard logs (``tensorboard --logdir runs/NAME/tb``) |
+
+Users (see :mod:`driftrec.agents.rl`): training users ``SEED + i``, validation users (the periodic
+evaluation) ``SEED + 3*10**9 + i``; ``driftrec evaluate --seed S`` judges on the evaluation users
+``S + 10**9 + i``, whom training never meets.
+
+``driftrec train mlp|gru|transformer --logs FILE --out runs/NAME`` trains a supervised model on
+an event log (:func:`driftrec.agents.supervised.train_supervised`).
+
+``driftrec evaluate runs/NAME [--preset P] --users N`` loads a model with its spec, checks that
+the requested environment has the spaces it was trained on, and prints reward per user with its
+95% bootstrap CI and the other metrics of :func:`driftrec.agents.evaluate.evaluate_policy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import difflib
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.presets import PRESETS, preset_config
+from driftrec.envs.rollout import train_seeds
+from driftrec.experiments.cli import CLIError, check_output, int_arg, non_negative_int, parse_overrides, positive_int
+
+if TYPE_CHECKING:  # torch and SB3 take seconds to import: `driftrec presets` should not wait for them
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+
+    from driftrec.agents.evaluate import EvalResult
+
+RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")  # driftrec.agents.rl.ALGORITHMS, without importing SB3
+SUPERVISED = ("mlp", "gru", "transformer")
+DEFAULT_USERS = 64  # n_envs when the hyperparameters name none
+DEFAULT_EVALUATIONS = 10  # validations per run when --eval-freq is not given
+SPEC_VERSION = 1
+SB3_SEED = int_arg(0, 2**31, "an integer seed")  # SB3 seeds numpy's legacy RandomState too
+
+
+@dataclasses.dataclass(frozen=True)
+class RLTrainConfig:
+    """One RL training run: the CLI's ``driftrec train ALGO`` flags, for tests, tuning and notebooks."""
+
+    algo: str  # ppo | dqn | a2c | qrdqn | maskable-ppo
+    out: Path | str  # run folder (created); see the module doc for what it holds
+    preset: str = "default"  # simulator preset
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # SimConfig keys over the preset
+    hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # over the file's
+    hyperparams_file: Path | None = None  # None: the packaged agents/hyperparams/<algo>.yml
+    timesteps: int | None = None  # training budget (user-steps); None: the hyperparameters' n_timesteps
+    users: int | None = None  # users stepped together (n_envs); None: the hyperparameters' n_envs or 64
+    seed: int = 0  # seeds SB3 (torch, exploration) and the training users (SEED + i)
+    eval_freq: int | None = None  # timesteps between validations; None: 10 per run; 0: none
+    eval_users: int = 256  # validation users (SEED + 3*10**9 + i), the same at every validation
+    checkpoint_freq: int | None = None  # timesteps between checkpoints; None: as eval_freq; 0: none
+    progress_bar: bool = False  # SB3's tqdm/rich bar on stderr
+    overwrite: bool = False  # replace a finished run in ``out``
+    verbose: int = 0  # SB3 verbosity
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`run_train` made: the model, its spec (as written to ``spec.yaml``) and the folder."""
+
+    model: BaseAlgorithm
+    spec: dict[str, Any]
+    out: Path
+
+    @property
+    def evaluations(self) -> dict[str, np.ndarray]:
+        """The periodic validations (``evaluations.npz``), empty when there were none."""
+        path = self.out / "evaluations.npz"
+        if not path.is_file():
+            return {}
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+
+def _final_eval_class(algo: str) -> type[EvalCallback]:
+    """SB3's EvalCallback (sb3-contrib's maskable one for MaskablePPO) that also validates once
+    when training ends, so the last point of the learning curve is the saved model (SB3 alone
+    evaluates every ``eval_freq`` calls only)."""
+    if algo == "maskable-ppo":
+        from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as base
+    else:
+        from stable_baselines3.common.callbacks import EvalCallback as base
+
+    class FinalEval(base):  # type: ignore[misc, valid-type]
+        def _on_training_end(self) -> None:
+            if self.eval_freq > 0 and (not self.evaluations_timesteps
+                                       or self.evaluations_timesteps[-1] < self.num_timesteps):
+                freq, self.eval_freq = self.eval_freq, 1  # _on_step evaluates when n_calls % eval_freq == 0
+                try:
+                    self._on_step()
+                finally:
+                    self.eval_freq = freq
+
+    return FinalEval
+
+
+def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> TrainResult:
+    """Train ``config.algo`` and write the run folder; ``callbacks`` join SB3's (e.g. tuning's pruning).
+
+    User mistakes (unknown preset, config key or hyperparameter, a slate for DQN, a finished run
+    in ``out``) raise ConfigError before any training.
+    """
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from driftrec.agents.rl import (
+        HeldOutUsers,
+        build_agent,
+        env_spec,
+        load_hyperparams,
+        resolved_hyperparams,
+        save_agent,
+        validation_seeds,
+    )
+    from driftrec.envs.model import build_model
+    from driftrec.envs.vector import ShopSimVecEnv
+
+    algo = config.algo
+    if algo not in RL_ALGOS:
+        raise ConfigError(f"unknown algorithm '{algo}'; choose one of: {', '.join(RL_ALGOS)}")
+    cfg = preset_config(config.preset, config.overrides)
+    hp = load_hyperparams(algo, config.preset, config.hyperparams_file)
+    hp.update(config.hyperparams)
+    if config.timesteps is not None:
+        hp["n_timesteps"] = config.timesteps
+    if config.users is not None:
+        hp["n_envs"] = config.users
+    hp.setdefault("n_envs", DEFAULT_USERS)
+    hp = resolved_hyperparams(algo, hp)
+    if "n_timesteps" not in hp:
+        raise ConfigError(f"no training budget: give --timesteps or n_timesteps in the {algo} hyperparameters")
+    n_timesteps, n_users = int(hp["n_timesteps"]), int(hp["n_envs"])
+    for name, value in (("eval_freq", config.eval_freq), ("checkpoint_freq", config.checkpoint_freq)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{name} must be >= 0, got {value}")
+    if config.eval_users < 1:
+        raise ConfigError(f"eval_users must be >= 1, got {config.eval_users}")
+    eval_freq = config.eval_freq if config.eval_freq is not None else max(n_timesteps // DEFAULT_EVALUATIONS, 1)
+    checkpoint_freq = config.checkpoint_freq if config.checkpoint_freq is not None else eval_freq
+    out = _prepare_out(Path(config.out), config.overwrite)
+
+    model_sim = build_model(cfg)
+    venv = VecMonitor(ShopSimVecEnv(n_users, config=cfg, seed=int(train_seeds(config.seed, 1)[0])))
+    agent = build_agent(algo, venv, hp, config.seed, tensorboard_log=str(out / "tb"), verbose=config.verbose)
+    steps_per_call = venv.num_envs  # SB3 callbacks count VecEnv steps; every one is n_users user-steps
+    cbs: list[BaseCallback] = []
+    if eval_freq:
+        first = int(validation_seeds(config.seed, 1)[0])
+        eval_env = VecMonitor(HeldOutUsers(ShopSimVecEnv(config.eval_users, config=cfg), first))
+        cbs.append(_final_eval_class(algo)(eval_env, n_eval_episodes=config.eval_users,
+                                           eval_freq=max(eval_freq // steps_per_call, 1), log_path=str(out),
+                                           best_model_save_path=str(out), deterministic=True, warn=False,
+                                           verbose=config.verbose))
+    if checkpoint_freq:
+        cbs.append(CheckpointCallback(max(checkpoint_freq // steps_per_call, 1), str(out / "checkpoints"),
+                                      name_prefix="model"))
+    cbs.extend(callbacks)
+
+    start = time.perf_counter()
+    agent.learn(total_timesteps=n_timesteps, callback=CallbackList(cbs), progress_bar=config.progress_bar,
+                tb_log_name=algo)
+    wall = time.perf_counter() - start
+    spec = _spec(config, out, cfg, env_spec(cfg, model_sim), hp, agent, wall, eval_freq)
+    save_agent(agent, out, spec)
+    return TrainResult(agent, spec, out)
+
+
+def _prepare_out(out: Path, overwrite: bool) -> Path:
+    """Create the run folder; refuse (one line) to overwrite a finished run unless asked."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is a file, not a folder")
+    if (out / "spec.yaml").exists():
+        if not overwrite:
+            raise ConfigError(f"'{out}' already holds a trained model (spec.yaml); "
+                              "choose a new --out or pass --overwrite")
+        for name in ("spec.yaml", "model.zip", "best_model.zip", "evaluations.npz"):
+            (out / name).unlink(missing_ok=True)
+        for name in ("checkpoints", "tb"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create --out '{out}': {err.strerror or err}") from None
+    return out
+
+
+def _spec(config: RLTrainConfig, out: Path, cfg: SimConfig, env: dict[str, Any], hp: dict[str, Any],
+          agent: BaseAlgorithm, wall: float, eval_freq: int) -> dict[str, Any]:
+    """The ``spec.yaml`` mapping (YAML-safe: plain numbers, strings, lists, mappings)."""
+    last = {}
+    path = out / "evaluations.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            rewards = data["results"][-1]
+            last = {"timesteps": int(data["timesteps"][-1]), "reward_mean": float(np.mean(rewards)),
+                    "reward_std": float(np.std(rewards)), "best_reward_mean": float(np.max(data["results"].mean(1)))}
+    return {
+        "spec_version": SPEC_VERSION,
+        "algo": config.algo,
+        "preset": config.preset,
+        "preset_version": PRESETS[config.preset].version,
+        "overrides": _plain(dict(config.overrides)),
+        "config": _plain(cfg.to_dict()),
+        "env": env,
+        "hyperparams": _plain(hp),
+        "seed": config.seed,
+        "users": {"train": int(hp["n_envs"]), "train_seeds": f"{config.seed} + i",
+                  "validation": config.eval_users if eval_freq else 0,
+                  "validation_seeds": f"{config.seed} + 3*10**9 + i"},
+        "n_timesteps": int(hp["n_timesteps"]),
+        "timesteps": int(agent.num_timesteps),
+        "wall_time_s": round(wall, 3),
+        "eval_freq": eval_freq,
+        "last_validation": last,
+        "versions": _versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars, tuples and classes (e.g. an activation_fn passed from Python) -> YAML-safe values."""
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("driftrec", "stable_baselines3", "sb3_contrib", "torch", "gymnasium", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+# ------------------------------------------------------------------------------------- evaluate
+def run_evaluate(run: str | Path, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
+                 users: int = 1000, seed: int = 0, batch: int = 4096,
+                 deterministic: bool = True) -> tuple[EvalResult, dict[str, Any], list[str]]:
+    """Evaluate the model of ``run`` on ``users`` evaluation users of ``seed``.
+
+    The environment is ``preset`` (default: the training preset) with the training run's
+    overrides and then ``overrides`` on top. Returns (EvalResult, spec, notes); raises
+    EnvSpecError (a ConfigError, one line naming what differs) when the spaces do not match.
+    """
+    from driftrec.agents.evaluate import evaluate_policy
+    from driftrec.agents.rl import SB3Policy, check_env_spec, load_agent
+
+    model, spec = load_agent(run)
+    cfg = preset_config(preset or str(spec["preset"]), {**dict(spec.get("overrides") or {}), **dict(overrides or {})})
+    notes = check_env_spec(spec, cfg, model)
+    result = evaluate_policy(SB3Policy(model, deterministic=deterministic), cfg, users, seed, batch=batch)
+    return result, spec, notes
+
+
+# ------------------------------------------------------------------------------------- CLI
+def add_parser(subparsers: Any) -> None:
+    """Register ``driftrec train`` and ``driftrec evaluate`` on the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "train", help="train an RL agent (ppo, dqn, a2c, qrdqn, maskable-ppo) or a supervised model",
+        description="Train an SB3 agent on the batched simulator (validating on held-out users, checkpointing, "
+                    "logging to TensorBoard) and write runs/NAME/{model.zip, spec.yaml, evaluations.npz}; or train a "
+                    "supervised model (mlp, gru, transformer) on an event log.")
+    p.add_argument("algo", choices=(*RL_ALGOS, *SUPERVISED), metavar="ALGO",
+                   help=f"one of: {', '.join((*RL_ALGOS, *SUPERVISED))}")
+    p.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
+    p.add_argument("--seed", type=SB3_SEED, default=0,
+                   help="seed of the agent and of the training users SEED + i (default: 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a SimConfig key (e.g. n_items=20) or a hyperparameter (e.g. gamma=0.95); "
+                        "repeatable; values parsed as YAML")
+    rl = p.add_argument_group("RL agents")
+    rl.add_argument("--preset", default="default", help="simulator preset (default: default)")
+    rl.add_argument("--timesteps", type=positive_int, default=None,
+                    help="training budget in user-steps (default: the hyperparameters' n_timesteps)")
+    rl.add_argument("--hyperparams", type=Path, default=None, metavar="FILE",
+                    help="hyperparameter YAML, per preset or flat (default: the packaged agents/hyperparams/ALGO.yml)")
+    rl.add_argument("--users", type=positive_int, default=None,
+                    help=f"users stepped together, n_envs (default: the hyperparameters' n_envs or {DEFAULT_USERS})")
+    rl.add_argument("--eval-freq", type=non_negative_int, default=None,
+                    help=f"timesteps between validations on held-out users, 0 for none "
+                         f"(default: {DEFAULT_EVALUATIONS} per run)")
+    rl.add_argument("--eval-users", type=positive_int, default=256, help="validation users (default: 256)")
+    rl.add_argument("--checkpoint-freq", type=non_negative_int, default=None,
+                    help="timesteps between checkpoints, 0 for none (default: as --eval-freq)")
+    rl.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    sup = p.add_argument_group("supervised models")
+    sup.add_argument("--logs", type=Path, default=None, metavar="FILE", help="event log (Parquet) to train on")
+    sup.add_argument("--finetune-days", type=float, default=None, metavar="D",
+                     help="pretrain on the older logs, then fine-tune on the last D days")
+    p.set_defaults(func=run_train_cli)
+
+    e = subparsers.add_parser(
+        "evaluate", help="evaluate a trained agent on held-out users",
+        description="Load runs/NAME/model.zip with its spec.yaml, check the environment matches the one it was "
+                    "trained on, and report reward per user (mean, 95% bootstrap CI) and the other metrics on "
+                    "the evaluation users SEED + 10**9 + i (never met in training).")
+    e.add_argument("run", type=Path, help="run folder written by `driftrec train`")
+    e.add_argument("--preset", default=None, help="simulator preset (default: the one the model was trained on)")
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a SimConfig key, over the training run's overrides (repeatable)")
+    e.add_argument("--users", type=positive_int, default=1000, help="evaluation users (default: 1000)")
+    e.add_argument("--seed", type=SB3_SEED, default=0, help="evaluation users SEED + 10**9 + i (default: 0)")
+    e.add_argument("--batch", type=positive_int, default=4096, help="users stepped at once (default: 4096)")
+    e.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic predict")
+    e.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the summary as JSON")
+    e.set_defaults(func=run_evaluate_cli)
+
+
+def run_train_cli(args: argparse.Namespace) -> int:
+    """``driftrec train``: dispatch to RL training or to the supervised models."""
+    overrides = parse_overrides(args.overrides)
+    if args.algo in SUPERVISED:
+        return _train_supervised_cli(args, overrides)
+    if args.logs is not None or args.finetune_days is not None:
+        raise CLIError(f"--logs and --finetune-days are for supervised models (mlp, gru, transformer), not {args.algo}")
+    from driftrec.agents.rl import hyperparam_keys
+
+    sim_keys, hp_keys = {f.name for f in dataclasses.fields(SimConfig)}, hyperparam_keys(args.algo)
+    for key in overrides:  # --set serves both: a key that is neither gets one message naming both
+        if key not in sim_keys and key not in hp_keys:
+            close = difflib.get_close_matches(key, sim_keys | hp_keys, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise CLIError(f"--set {key}: neither a SimConfig key nor a {args.algo} hyperparameter{hint}")
+    config = RLTrainConfig(
+        algo=args.algo, out=args.out, preset=args.preset,
+        overrides={k: v for k, v in overrides.items() if k in sim_keys},
+        hyperparams={k: v for k, v in overrides.items() if k not in sim_keys},
+        hyperparams_file=args.hyperparams, timesteps=args.timesteps, users=args.users, seed=args.seed,
+        eval_freq=args.eval_freq, eval_users=args.eval_users, checkpoint_freq=args.checkpoint_freq,
+        progress_bar=sys.stderr.isatty(), overwrite=args.overwrite)
+    result = run_train(config)
+    spec = result.spec
+    last = spec["last_validation"]
+    where = (f", validation reward per user {last['reward_mean']:.3f} ({spec['users']['validation']} users)"
+             if last else "")
+    print(f"trained {args.algo} on {args.preset} for {spec['timesteps']} timesteps ({spec['users']['train']} users) "
+          f"in {spec['wall_time_s']:.1f} s{where} -> {result.out}")
+    return 0
+
+
+def _train_supervised_cli(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    if args.logs is None:
+        raise CLIError(f"train {args.algo} needs --logs FILE (an event log from `driftrec simulate`)")
+    rl_only = [flag for flag, value in (("--timesteps", args.timesteps), ("--hyperparams", args.hyperparams),
+                                        ("--users", args.users), ("--eval-freq", args.eval_freq),
+                                        ("--checkpoint-freq", args.checkpoint_freq)) if value is not None]
+    if rl_only:
+        raise CLIError(f"{', '.join(rl_only)} are for RL agents, not the supervised model {args.algo}")
+    try:
+        from driftrec.agents.supervised import train_supervised
+    except ImportError as err:
+        raise CLIError(f"supervised models are not available in this install ({err})") from None
+    metrics = train_supervised(args.algo, args.logs, args.out, finetune_days=args.finetune_days, seed=args.seed,
+                               **overrides)
+    table = Table(title=f"{args.algo} on {args.logs}: offline metrics")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in (metrics or {}).items():
+        table.add_row(escape(str(key)), _fmt(value))
+    Console().print(table)
+    print(f"-> {args.out}")
+    return 0
+
+
+def run_evaluate_cli(args: argparse.Namespace) -> int:
+    """``driftrec evaluate``: print the summary table (and write ``--json``)."""
+    if args.json is not None:
+        check_output(args.json)
+    result, spec, notes = run_evaluate(args.run, args.preset, parse_overrides(args.overrides), args.users, args.seed,
+                                       args.batch, deterministic=not args.stochastic)
+    for note in notes:
+        print(f"driftrec: note: {note}", file=sys.stderr)
+    s = result.summary
+    preset = args.preset or spec["preset"]
+    table = Table(title=f"{spec['algo']} ({escape(str(args.run))}) on {escape(preset)}: "
+                        f"{int(s['users'])} evaluation users, seed {args.seed}")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("reward per user", f"{s['reward']:.4f}  [{s['reward_ci_low']:.4f}, {s['reward_ci_high']:.4f}] "
+                                     f"95% CI ({result.ci_method})")
+    for key, value in s.items():
+        if key not in ("reward", "reward_ci_low", "reward_ci_high", "users"):
+            table.add_row(escape(key), _fmt(value))
+    Console().print(table)
+    if args.json is not None:
+        payload = {"run": str(args.run), "algo": spec["algo"], "preset": preset, "seed": args.seed,
+                   "ci_method": result.ci_method, "summary": {k: _json_float(v) for k, v in s.items()}}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return escape(str(value))
+
+
+def _json_float(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,177 @@
+"""``driftrec train`` and ``driftrec evaluate``: the round trip, the run folder, user mistakes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from driftrec.agents.rl import ALGORITHMS, load_agent
+from driftrec.experiments.cli import main
+from driftrec.experiments.train import RL_ALGOS, RLTrainConfig, run_train
+
+TINY = ["--preset", "stationary", "--set", "n_items=20", "--set", "n_categories=4", "--set", "horizon_days=0.25"]
+FAST = ["--set", "n_steps=32", "--set", "batch_size=128", "--users", "16", "--eval-users", "8"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("driftrec: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PPO run on a tiny catalog: 2048 timesteps, validated at 1024 and at the end."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "ppo-tiny"
+    assert main(["train", "ppo", *TINY, *FAST, "--timesteps", "2048", "--eval-freq", "1024", "--seed", "1",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_rl_algorithm_names_match_the_builder() -> None:
+    assert RL_ALGOS == tuple(ALGORITHMS)
+
+
+def test_train_writes_the_run_folder(trained_run: Path) -> None:
+    for name in ("model.zip", "spec.yaml", "evaluations.npz", "best_model.zip"):
+        assert (trained_run / name).is_file(), name
+    assert list((trained_run / "tb").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    assert list((trained_run / "checkpoints").glob("model_*_steps.zip"))
+    spec = yaml.safe_load((trained_run / "spec.yaml").read_text())
+    assert spec["algo"] == "ppo" and spec["preset"] == "stationary" and spec["seed"] == 1
+    assert spec["overrides"] == {"n_items": 20, "n_categories": 4, "horizon_days": 0.25}
+    assert spec["config"]["n_items"] == 20 and spec["config"]["drift_gradual"] == 0.0
+    assert spec["env"]["action_space"] == "Discrete(20)" and spec["env"]["observation_space"].startswith("Box(64,)")
+    assert spec["hyperparams"]["n_steps"] == 32 and spec["hyperparams"]["n_envs"] == 16
+    assert spec["hyperparams"]["n_timesteps"] == 2048 and spec["timesteps"] >= 2048
+    assert spec["wall_time_s"] > 0 and spec["versions"]["stable_baselines3"]
+    with np.load(trained_run / "evaluations.npz") as data:
+        # every 1024 timesteps and once more at the end: the last validation is the saved model
+        assert data["timesteps"].tolist() == [1024, 2048]
+        assert data["results"].shape == (2, 8)
+    assert spec["last_validation"]["timesteps"] == 2048
+    model, _ = load_agent(trained_run)
+    assert model.num_timesteps == spec["timesteps"]
+
+
+def test_evaluate_prints_reward_with_ci_and_writes_json(trained_run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out_json = tmp_path / "eval.json"
+    code, out, err = run_cli(capsys, "evaluate", str(trained_run), "--users", "40", "--json", str(out_json))
+    assert code == 0, err
+    assert "reward per user" in out and "95% CI" in out and "ctr" in out
+    payload = json.loads(out_json.read_text())
+    s = payload["summary"]
+    assert payload["algo"] == "ppo" and s["users"] == 40
+    assert s["reward_ci_low"] <= s["reward"] <= s["reward_ci_high"]
+    # another drift preset with the same spaces is fine: the training run's overrides carry over
+    code, out, err = run_cli(capsys, "evaluate", str(trained_run), "--preset", "gradual", "--users", "10")
+    assert code == 0, err
+
+
+def test_evaluate_refuses_a_different_environment(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "evaluate", str(trained_run), "--set", "n_items=30", "--users", "5")
+    assert_one_line_error(code, err, "trained on a different environment", "Discrete(20) vs Discrete(30)",
+                          "n_items 20 vs 30")
+
+
+def test_maskable_ppo_trains_and_validates_with_masks(tmp_path: Path) -> None:
+    result = run_train(RLTrainConfig("maskable-ppo", str(tmp_path / "mppo"), preset="stationary",
+                                   overrides={"n_items": 20, "n_categories": 4, "horizon_days": 0.25},
+                                   hyperparams={"n_steps": 16, "batch_size": 64}, timesteps=256, users=8, eval_users=4,
+                                   eval_freq=256))
+    assert result.evaluations["timesteps"].tolist() == [256]
+    assert type(load_agent(result.out)[0]).__name__ == "MaskablePPO"
+
+
+def test_train_without_evaluation_writes_no_evaluations(tmp_path: Path) -> None:
+    result = run_train(RLTrainConfig("a2c", tmp_path / "a2c", preset="stationary",
+                                   overrides={"n_items": 20, "n_categories": 4, "horizon_days": 0.25},
+                                   hyperparams={"n_steps": 4}, timesteps=256, users=8, eval_freq=0, checkpoint_freq=0))
+    assert result.evaluations == {} and not (result.out / "evaluations.npz").exists()
+    assert (result.out / "model.zip").is_file() and result.spec["users"]["validation"] == 0
+    assert not (result.out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["train", "ppo", "--preset", "nope"], ["unknown preset 'nope'"]),
+    (["train", "ppo", "--set", "n_item=3"], ["--set n_item", "did you mean 'n_items'"]),
+    (["train", "ppo", "--set", "gama=0.9"], ["--set gama", "did you mean 'gamma'"]),
+    (["train", "ppo", "--set", "gamma=high"], ["'gamma'", "must be a number"]),
+    (["train", "dqn", "--preset", "recsim-ie"], ["dqn needs a single-item action", "use ppo"]),
+    (["train", "ppo", "--logs", "x.parquet"], ["--logs and --finetune-days are for supervised models"]),
+    (["train", "mlp"], ["train mlp needs --logs FILE"]),
+    (["train", "gru", "--logs", "x.parquet", "--timesteps", "5"], ["--timesteps are for RL agents"]),
+    (["evaluate", "no/such/run"], ["run folder 'no/such/run' does not exist"]),
+])
+def test_user_mistakes_exit_2_with_one_line(argv: list[str], needles: list[str], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(tmp_path / "run"), "--timesteps", "64"] if "--timesteps" not in argv else \
+            [*argv, "--out", str(tmp_path / "run")]
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "run" / "model.zip").exists()
+
+
+def test_train_refuses_to_overwrite_a_finished_run(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "train", "ppo", *TINY, "--timesteps", "64", "--out", str(trained_run))
+    assert_one_line_error(code, err, "already holds a trained model", "--overwrite")
+
+
+def test_evaluate_a_folder_without_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path))
+    assert_one_line_error(code, err, "holds no trained model: spec.yaml is missing")
+
+
+def test_bad_numbers_are_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "ppo", "--timesteps", "0", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_supervised_kinds_dispatch_to_train_supervised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    calls = []
+
+    def fake(kind: str, logs: Path, out: Path, *, finetune_days: float | None, seed: int, **overrides: object) -> dict:
+        calls.append((kind, logs, out, finetune_days, seed, overrides))
+        return {"auc": 0.75, "log_loss": 0.5}
+
+    monkeypatch.setitem(sys.modules, "driftrec.agents.supervised", types.SimpleNamespace(train_supervised=fake))
+    logs = tmp_path / "logs.parquet"
+    code, out, err = run_cli(capsys, "train", "gru", "--logs", str(logs), "--out", str(tmp_path / "gru"),
+                             "--finetune-days", "3", "--seed", "4", "--set", "epochs=2")
+    assert code == 0, err
+    assert calls == [("gru", logs, tmp_path / "gru", 3.0, 4, {"epochs": 2})]
+    assert "auc" in out and "0.75" in out
+
+
+def test_missing_supervised_module_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "driftrec.agents.supervised", None)  # import raises ImportError
+    code, _, err = run_cli(capsys, "train", "transformer", "--logs", str(tmp_path / "l.parquet"),
+                           "--out", str(tmp_path / "t"))
+    assert_one_line_error(code, err, "supervised models are not available")
