@@ -56,6 +56,9 @@ class Policy:
       :class:`~driftrec.envs.shop.ShopState`) passed as ``state=``; every other policy acts on
       observations alone (as it would in a real shop).
     - ``uses_mask``: only then is ``model.action_masks(state)`` passed as ``mask``.
+    - ``learns_online``: only then does the rollout record the events of the users it serves
+      and hand them to ``update`` as it goes (every few batch steps), as a deployed recommender
+      would receive its shop's logs.
 
     Sequence policies that keep per-user memory use the hooks ``reset(n_users)`` (a new batch
     of users starts; row i is user i) and ``keep_rows(rows)`` (the rollout dropped finished
@@ -64,6 +67,7 @@ class Policy:
 
     reads_hidden_state: bool = False
     uses_mask: bool = False
+    learns_online: bool = False
 
     def act(self, obs: Obs, mask: np.ndarray | None = None, *,
             state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:

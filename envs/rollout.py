@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from driftrec.envs.events import EventRecorder
 from driftrec.envs.rng import user_keys
 from driftrec.envs.state import take_rows
 
 if TYPE_CHECKING:
     from driftrec.agents.policies import Policy
-    from driftrec.envs.events import EventRecorder
 
 TRAIN_SEED_OFFSET = 0
 """Training users of a run with seed s are s + i (what ``driftrec simulate --seed s`` writes)."""
@@ -140,7 +140,7 @@ def horizon_days(model: Any) -> int:
 
 def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
             recorder: EventRecorder | None = None, on_done: Callable[[int], Any] | None = None,
-            batch: int = 4096) -> UserStats:
+            batch: int = 4096, update_every: int = 8) -> UserStats:
     """Run ``policy`` on the users of ``seeds`` (one life each) until every life is over.
 
     Users go in groups of ``batch`` (bounding memory); a group is stepped together and, once
@@ -150,20 +150,42 @@ def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
     state) only if its ``reads_hidden_state`` is true, and ``model.action_masks(state)`` as
     ``mask`` only if its ``uses_mask`` is true. ``recorder`` (an EventRecorder) receives every
     event, with user_id = seed and the policy's propensities; ``on_done(k)`` hears when k more
-    users finish. Returns the per-user outcomes in the order of ``seeds``.
+    users finish. A policy whose ``learns_online`` is true gets the new events of its users
+    through ``policy.update(events)`` every ``update_every`` batch steps and when a group ends.
+    Returns the per-user outcomes in the order of ``seeds``.
     """
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
-    parts = [_rollout_group(model, policy, seeds[lo:lo + batch], recorder, on_done)
+    if batch < 1 or update_every < 1:
+        raise ValueError(f"batch and update_every must be >= 1, got {batch} and {update_every}")
+    feed = _OnlineFeed(model, policy, update_every) if getattr(policy, "learns_online", False) else None
+    parts = [_rollout_group(model, policy, seeds[lo:lo + batch], recorder, on_done, feed)
              for lo in range(0, len(seeds), batch)]
     if not parts:
-        parts = [_rollout_group(model, policy, seeds, recorder, on_done)]
+        parts = [_rollout_group(model, policy, seeds, recorder, on_done, feed)]
     return parts[0] if len(parts) == 1 else UserStats.concat(parts)
 
 
+class _OnlineFeed:
+    """Records the events a learning policy's users make and hands them to ``policy.update``."""
+
+    def __init__(self, model: Any, policy: Policy, every: int):
+        self.recorder, self.policy, self.every, self.steps = EventRecorder(model), policy, every, 0
+
+    def record(self, out: Any, user_id: np.ndarray, propensity: np.ndarray | None, active: np.ndarray) -> None:
+        self.recorder.record(out, user_id, propensity, active)
+        self.steps += 1
+        if self.steps % self.every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.recorder.n_events:
+            events = self.recorder.to_table().to_pandas()
+            self.recorder.clear()
+            self.policy.update(events)
+
+
 def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: EventRecorder | None,
-                   on_done: Callable[[int], Any] | None) -> UserStats:
+                   on_done: Callable[[int], Any] | None, feed: _OnlineFeed | None = None) -> UserStats:
     """One group of users stepped together to the end (see :func:`rollout`)."""
     n, days = len(seeds), horizon_days(model)
     world = model.world
@@ -199,6 +221,8 @@ def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: Even
         state, out = model.step(state, actions, inplace=True)
         if recorder is not None:
             recorder.record(out, seeds[row], propensity, active)
+        if feed is not None:
+            feed.record(out, seeds[row], propensity, active)
 
         n_done = _accumulate(
             row, active, out.reward, out.click_pos, out.cart, out.purchase, out.items, out.shown, out.watch,
@@ -207,6 +231,8 @@ def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: Even
             item_imp, churned)
         if on_done is not None and n_done:
             on_done(n_done)
+    if feed is not None:
+        feed.flush()
     return UserStats(
         user_id=seeds.copy(), reward=reward, clicks=clicks, carts=carts, purchases=purchases, revenue=revenue,
         requests=requests, impressions=impressions, sessions=last_session + 1, churned=churned, watch=watch,

@@ -139,7 +139,8 @@ class SupervisedPolicy(Policy):
 
 
 class RetrainingPolicy(SupervisedPolicy):
-    """A supervised policy that refits itself while deployed.
+    """A supervised policy that refits itself while deployed (``learns_online``: the rollout
+    hands it its users' events as they happen).
 
     ``update(events)`` appends the rows to a buffer; once the newest event is ``every_days`` (default
     the model's ``retrain_every_days``) past the last refit (or the first event), the model is refit
@@ -149,6 +150,8 @@ class RetrainingPolicy(SupervisedPolicy):
     repeat old ones) empties the buffer but keeps the weights. The buffer holds every event of the
     current users: memory grows with the deployment.
     """
+
+    learns_online = True
 
     def __init__(self, model: SupervisedModel, sim_model: Any, *, every_days: float | None = None,
                  window_days: float | None = None, epochs: int | None = None, seed: int = 0):

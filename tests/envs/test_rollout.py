@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from driftrec.agents.policies import OracleGreedyPolicy, Policy, PopularityPolicy, RandomPolicy
@@ -192,11 +193,44 @@ def test_rollout_passes_state_and_mask_only_when_asked(reads: bool, masks: bool)
     assert spy.calls >= stats.requests.max()
 
 
+class OnlineLearner(RandomPolicy):
+    """A random policy that keeps every event the rollout hands to ``update``."""
+
+    learns_online = True
+
+    def __init__(self, model: Any):
+        super().__init__(model.action_space, 0, seed=3)
+        self.received: list[Any] = []
+
+    def update(self, events: Any) -> None:
+        self.received.append(events)
+
+
+@pytest.mark.parametrize("learns", [False, True])
+def test_a_learning_policy_gets_every_event_once_in_order(learns: bool) -> None:
+    model = model_for("default", SHORT)
+    policy = OnlineLearner(model)
+    policy.learns_online = learns
+    recorder = EventRecorder(model)
+    rollout(model, policy, train_seeds(0, 30), batch=12, recorder=recorder, update_every=5)
+    if not learns:
+        assert policy.received == []
+        return
+    logged = recorder.to_table().to_pandas()
+    assert len(policy.received) > 3  # handed over as it goes, not once at the end
+    fed = pd.concat(policy.received, ignore_index=True)
+    # each event once (the recorder sorts each table by user, so compare sorted copies)
+    key = list(logged.columns)
+    pd.testing.assert_frame_equal(fed.sort_values(key, ignore_index=True), logged.sort_values(key, ignore_index=True))
+    first_times = [batch["timestamp"].min() for batch in policy.received]
+    assert first_times[1] > first_times[0]  # ... and in the order it happened
+
+
 def test_empty_seeds_give_empty_stats() -> None:
     model = model_for("stationary", SHORT)
     stats = rollout(model, RandomPolicy(model.action_space, 0, seed=0), [])
     assert len(stats) == 0 and stats.daily_reward.shape == (0, 3) and stats.item_impressions.sum() == 0
-    with pytest.raises(ValueError, match="batch must be >= 1"):
+    with pytest.raises(ValueError, match="batch and update_every must be >= 1"):
         rollout(model, RandomPolicy(model.action_space, 1, seed=0), [1], batch=0)
 
 
