@@ -100,18 +100,23 @@ class ScoreHead(nn.Module):
             nn.init.normal_(self.ids.weight, std=0.01)
         trunk: list[nn.Module] = []
         for _ in range(max(layers - 1, 0)):
-            trunk += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden)]
+            trunk += [nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, hidden)]
         if layers:
-            trunk += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 2)]
+            trunk += [nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, 2)]
         self.trunk = nn.Sequential(*trunk)
 
     def forward(self, user: torch.Tensor, item_feat: torch.Tensor, cross: torch.Tensor, ids: torch.Tensor | None,
                 position: torch.Tensor) -> torch.Tensor:
         """(B, J, 2) logits. ``user`` (B, R); ``item_feat`` (B or 1, J, F); ``cross`` (B, J, X);
         ``ids`` (B or 1, J) or None; ``position`` (B,)."""
-        z = self.user(user)[:, None] + self.item(item_feat) + self.cross(cross) + self.position(position)[:, None]
+        # the user and item parts are summed on their own small tensors first: only two additions
+        # run at users x items x hidden size, which dominates serving a whole catalog
+        item = self.item(item_feat)
         if self.ids is not None and ids is not None:
-            z = z + self.ids(ids)
+            item = item + self.ids(ids)
+        z = self.cross(cross)
+        z += (self.user(user) + self.position(position))[:, None]
+        z += item
         return self.trunk(z)
 
 
