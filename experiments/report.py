@@ -1,0 +1,260 @@
+"""``summary.md`` of ``driftrec compare``: verdicts, the reward table, paired comparisons, other metrics, notes.
+
+:func:`render_summary` turns the tables of :mod:`driftrec.experiments.stats` (``aggregate`` and
+``comparisons``) into markdown; :func:`write_summary` writes it atomically. The verdicts are
+sentences derived from the CIs alone: a difference is called a win only when its 95% CI
+excludes 0, and "within noise" otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from driftrec.experiments.stats import KIND_BEST, KIND_RL, ORACLE
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("clicks", "clicks"), ("purchases", "purchases"), ("revenue", "revenue"), ("ctr", "CTR"),
+    ("conversion", "conversion"), ("sessions", "sessions"), ("churn", "churn"),
+    ("session_length", "session length"), ("coverage", "coverage"), ("diversity", "diversity"),
+    ("regret", "regret"), ("train_wall_s", "train s"), ("env_steps", "env steps"),
+)
+"""(column of ``aggregate``, header) of the per-preset metrics tables; absent columns are skipped."""
+REQUIRED = ("preset", "policy", "family", "reward", "reward_low", "reward_high")
+"""Columns of ``aggregate`` that the summary needs."""
+MISSING = "–"
+"""How a NaN (or absent) number is shown."""
+
+
+def fmt(value: Any) -> str:
+    """A number, compactly: 4 significant digits, thousands separated from 10,000 on, NaN as '–'."""
+    if value is None:
+        return MISSING
+    x = float(value)
+    if math.isnan(x):
+        return MISSING
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"  # never "-0"
+    if abs(x) >= 1e4:
+        return f"{x:,.0f}"
+    return f"{x:.4g}"
+
+
+def fmt_ci(mean: Any, low: Any, high: Any) -> str:
+    """'mean [low, high]', or the mean alone when the CI is NaN."""
+    if _isnan(low) and _isnan(high):
+        return fmt(mean)
+    return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+
+
+def policy_order(agg: pd.DataFrame) -> list[str]:
+    """Rows of the tables: oracle-greedy first (the upper reference), then by reward per user on
+    the first preset, highest first; policies absent there (or NaN) follow in order of appearance."""
+    first = agg[agg["preset"] == agg["preset"].iloc[0]]
+    ranked = first.dropna(subset=["reward"]).sort_values("reward", ascending=False, kind="stable")["policy"]
+    order = [p for p in ranked if p != ORACLE]
+    order += [p for p in agg["policy"].drop_duplicates() if p not in order and p != ORACLE]
+    return ([ORACLE] if (agg["policy"] == ORACLE).any() else []) + order
+
+
+def headline_table(agg: pd.DataFrame) -> str:
+    """Policies x presets, each cell the reward per user 'mean [low, high]'; a family column."""
+    presets = list(agg["preset"].drop_duplicates())
+    cells = agg.set_index(["policy", "preset"])
+    family = agg.drop_duplicates("policy").set_index("policy")["family"]
+    rows = []
+    for policy in policy_order(agg):
+        row = [policy, str(family[policy])]
+        for preset in presets:
+            if (policy, preset) in cells.index:
+                c = cells.loc[(policy, preset)]
+                row.append(fmt_ci(c["reward"], c["reward_low"], c["reward_high"]))
+            else:
+                row.append(MISSING)
+        rows.append(row)
+    return _table(["policy", "family", *presets], rows)
+
+
+def iqm_table(agg: pd.DataFrame) -> str:
+    """Policies x presets, each cell the IQM over seeds of the reward per user with its CI over seeds."""
+    presets = list(agg["preset"].drop_duplicates())
+    cells = agg.set_index(["policy", "preset"])
+    rows = []
+    for policy in policy_order(agg):
+        row = [policy]
+        for preset in presets:
+            if (policy, preset) in cells.index:
+                c = cells.loc[(policy, preset)]
+                row.append(fmt_ci(c["reward_iqm"], c["reward_iqm_low"], c["reward_iqm_high"]))
+            else:
+                row.append(MISSING)
+        rows.append(row)
+    return _table(["policy", *presets], rows)
+
+
+def metrics_table(agg: pd.DataFrame, preset: str) -> str:
+    """The other metrics of one preset (means over seeds), one row per policy."""
+    columns = [(c, h) for c, h in METRICS if c in agg.columns]
+    cells = agg[agg["preset"] == preset].set_index("policy")
+    rows = [[p, *(fmt(cells.at[p, c]) for c, _ in columns)] for p in policy_order(agg) if p in cells.index]
+    return _table(["policy", *(h for _, h in columns)], rows)
+
+
+def comparisons_table(comparisons: pd.DataFrame) -> str:
+    """The paired comparisons: a − b per user on the same users, with the stratified 95% CI."""
+    rows = []
+    for r in comparisons.itertuples(index=False):
+        sig = MISSING if _isnan(r.low) or _isnan(r.high) else ("yes" if _excludes_zero(r.low, r.high) else "no")
+        rows.append([str(r.preset), str(r.kind), str(r.a), str(r.b), fmt(r.diff),
+                     f"[{fmt(r.low)}, {fmt(r.high)}]", sig])
+    return _table(["preset", "comparison", "a", "b", "a − b", "95% CI", "significant"], rows)
+
+
+def verdicts(agg: pd.DataFrame, comparisons: pd.DataFrame, preset: str) -> list[str]:
+    """Two sentences on ``preset``: the best deployable policy against the runner-up, and the best
+    RL agent against the best supervised model. Significance is read from the CI (does it exclude
+    0), never from a column, so the words cannot disagree with the numbers shown."""
+    here = comparisons[comparisons["preset"] == preset]
+    return [_best_sentence(agg, here, preset), _rl_sentence(agg, here, preset)]
+
+
+def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, notes: Iterable[str] = ()) -> str:
+    """The markdown of ``summary.md`` (see :func:`write_summary`)."""
+    missing = [c for c in REQUIRED if c not in agg.columns]
+    if missing:
+        raise ValueError(f"write_summary: the aggregate table lacks the column '{missing[0]}'")
+    if agg.empty:
+        raise ValueError("write_summary: the aggregate table is empty (no finished cell)")
+    comparisons = _with_comparison_columns(comparisons)
+    presets = list(agg["preset"].drop_duplicates())
+    seeds = agg["seeds"] if "seeds" in agg.columns else pd.Series([1])
+    low, high = int(seeds.min()), int(seeds.max())
+    seed_text = f"{low} seed{'s' if low > 1 else ''}" if low == high else f"{low} to {high} seeds"
+    out = [f"# {title}", ""]
+    out += ["## Verdicts", ""]
+    out += [f"- **{preset}**: " + " ".join(verdicts(agg, comparisons, preset)) for preset in presets]
+    out += ["", "## Reward per user", "",
+            f"Mean over {seed_text} of the per-seed mean reward per user, with its 95% CI [low, high] from a "
+            "stratified bootstrap (users resampled within each seed). oracle-greedy reads the hidden user state: it "
+            "is the upper reference, not a deployable policy.", "", headline_table(agg)]
+    if "reward_iqm" in agg.columns and (seeds >= 3).any():
+        out += ["", "Interquartile mean over seeds of the per-seed mean reward per user, with a 95% bootstrap CI "
+                "over seeds (rliable's; none below 3 seeds).", "", iqm_table(agg)]
+    out += ["", "## Paired comparisons", "",
+            "Reward per user of a minus b on the same evaluation users (common random numbers): the mean over "
+            "seeds of the per-seed mean difference, 95% CI by a stratified bootstrap of the per-user differences. "
+            "Significant: the CI excludes 0.", ""]
+    out += [comparisons_table(comparisons) if len(comparisons) else "No comparison: too few policies ran."]
+    out += ["", "## Other metrics", "", "Means over seeds; per user unless a ratio (CTR, conversion, churn, "
+            "coverage, diversity); regret is oracle-greedy's reward minus the policy's; training wall seconds and "
+            "environment user-steps per seed."]
+    for preset in presets:
+        out += ["", f"### {preset}", "", metrics_table(agg, preset)]
+    notes = [n for n in notes if n]
+    if notes:
+        out += ["", "## Notes", "", *(f"- {n}" for n in notes)]
+    return "\n".join(out) + "\n"
+
+
+def write_summary(path: str | Path, agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str,
+                  notes: Sequence[str] = ()) -> str:
+    """Write ``summary.md`` to ``path`` atomically (a temporary file in the same folder, then
+    ``os.replace``: a reader never sees half a file) and return its text.
+
+    ``agg`` is :func:`driftrec.experiments.stats.aggregate`'s table, ``comparisons``
+    :func:`driftrec.experiments.stats.comparisons`'; ``notes`` are appended as bullets.
+    """
+    text = render_summary(agg, comparisons, title=title, notes=notes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return text
+
+
+# ------------------------------------------------------------------------------ verdicts
+def _best_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
+    rows = here[here["kind"] == KIND_BEST]
+    if rows.empty:
+        deployable = agg.loc[(agg["preset"] == preset) & (agg["policy"] != ORACLE)].dropna(subset=["reward"])
+        if deployable.empty:
+            return "No deployable policy has a reward here."
+        return f"Only one deployable policy, {deployable['policy'].iloc[0]}, ran here."
+    r = rows.iloc[0]
+    ci = _ci_text(r["low"], r["high"])
+    if _isnan(r["low"]) or _isnan(r["high"]):
+        return (f"{r['a']} earns {fmt(r['diff'])} more reward per user than the runner-up {r['b']}, but with no CI "
+                "(too few users), so it is not shown to be the best deployable policy.")
+    if _excludes_zero(r["low"], r["high"]):
+        return (f"{r['a']} is the best deployable policy: {fmt(r['diff'])} more reward per user than the runner-up "
+                f"{r['b']} ({ci}).")
+    return (f"The best deployable policies, {r['a']} and {r['b']}, are within noise of each other: {r['a']} earns "
+            f"{fmt(r['diff'])} more reward per user ({ci}, which includes 0).")
+
+
+def _rl_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
+    rows = here[here["kind"] == KIND_RL]
+    families = set(agg.loc[agg["preset"] == preset, "family"])
+    if rows.empty:
+        if "rl" not in families:
+            return "No RL agent ran here, so there is no RL-versus-supervised verdict."
+        return "No supervised model has a reward here, so the RL agents have no supervised model to beat."
+    # every row has the same b (the best supervised model), so the largest a − b is the best RL agent
+    r = rows.loc[rows["diff"].fillna(-math.inf).idxmax()]
+    a, b, ci = r["a"], r["b"], _ci_text(r["low"], r["high"])
+    if _isnan(r["low"]) or _isnan(r["high"]):
+        return (f"The best RL agent, {a}, and the best supervised model, {b}, differ by {fmt(r['diff'])} reward per "
+                "user with no CI (too few users), so neither is shown to be better.")
+    if r["low"] > 0:
+        return (f"The best RL agent, {a}, beats the best supervised model, {b}, by {fmt(r['diff'])} reward per user "
+                f"({ci}).")
+    if r["high"] < 0:
+        return (f"The best RL agent, {a}, does not beat the best supervised model, {b}: it earns {fmt(-r['diff'])} "
+                f"less reward per user ({ci}).")
+    return (f"The best RL agent, {a}, and the best supervised model, {b}, are within noise of each other: {a} − {b} "
+            f"= {fmt(r['diff'])} reward per user ({ci}, which includes 0).")
+
+
+# ------------------------------------------------------------------------------ helpers
+def _ci_text(low: Any, high: Any) -> str:
+    return f"95% CI [{fmt(low)}, {fmt(high)}]"
+
+
+def _excludes_zero(low: Any, high: Any) -> bool:
+    return bool(float(low) > 0 or float(high) < 0)
+
+
+def _isnan(value: Any) -> bool:
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _with_comparison_columns(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` with every column the summary reads (an empty frame may come without them)."""
+    needed = ("preset", "kind", "a", "b", "diff", "low", "high")
+    missing = [c for c in needed if c not in comparisons.columns]
+    if missing and len(comparisons):
+        raise ValueError(f"write_summary: the comparisons table lacks the column '{missing[0]}'")
+    return comparisons.reindex(columns=list(dict.fromkeys([*needed, *comparisons.columns])))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
