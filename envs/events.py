@@ -26,6 +26,7 @@ then the organic search and view that follow the request.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -54,6 +55,9 @@ EVENT_SCHEMA = pa.schema([
 
 BEHAVIOUR_NAMES: tuple[str, ...] = BEHAVIOURS
 """Values of the ``behaviour`` column; the code of a name is its index + 1 (see envs/state.py)."""
+
+LOG_CONFIG_KEY = b"driftrec.sim_config"
+"""Parquet schema-metadata key of the JSON of the SimConfig that simulated a log (see EventWriter)."""
 
 EPOCH = np.datetime64("2026-01-01T00:00:00", "ms")
 """Simulated day 0, in UTC."""
@@ -190,8 +194,13 @@ class EventWriter:
     crash or Ctrl-C never leaves a half-written log under the final name.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], sim_config: Any = None):
+        """``sim_config`` (a SimConfig) is stored in the file's metadata (``LOG_CONFIG_KEY``), so
+        that a log tells what simulated it: a supervised model trained on it needs no keys."""
         self.path = Path(path)
+        schema = EVENT_SCHEMA
+        if sim_config is not None:
+            schema = schema.with_metadata({LOG_CONFIG_KEY: json.dumps(sim_config.to_dict())})
         self.n_events = 0
         self._committed = False
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
@@ -203,7 +212,7 @@ class EventWriter:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(self._tmp, 0o666 & ~umask)
-            self._writer = pq.ParquetWriter(self._tmp, EVENT_SCHEMA)
+            self._writer = pq.ParquetWriter(self._tmp, schema)
         except BaseException:
             self._tmp.unlink(missing_ok=True)
             raise

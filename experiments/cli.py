@@ -118,7 +118,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     total_reward = 0.0
-    with _progress(args.users) as (progress, task), EventWriter(args.out) as writer:
+    with _progress(args.users) as (progress, task), EventWriter(args.out, cfg) as writer:
         recorder = EventRecorder(model)
         all_seeds = train_seeds(args.seed, args.users)
         for lo in range(0, args.users, args.batch):
@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_presets_parser(sub)
     add_simulate_parser(sub)
     # bench, train and evaluate import numba kernels, SB3 and torch only when they run
-    from driftrec.experiments import bench, train
+    from driftrec.experiments import bench, compare, train
 
+    compare.add_parser(sub)
     bench.add_parser(sub)
     train.add_parser(sub)
     return parser

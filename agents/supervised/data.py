@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from scipy.signal import lfilter
 
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.events import EPOCH, MS_PER_DAY
+from driftrec.envs.events import EPOCH, LOG_CONFIG_KEY, MS_PER_DAY
 from driftrec.envs.shop import N_COUNT_KINDS, ShopModel
 from driftrec.envs.state import BEHAVIOURS, CART, CLICK, IMPRESSION, PAD, PURCHASE, SEARCH, VIEW
 
@@ -55,11 +55,6 @@ USER_PARTS = ("demographics", "calendar", "context", "events", "counts", "last_i
 
 _HISTORY_CODES = np.array([SEARCH, VIEW, CLICK, CART, PURCHASE])  # what the simulator's history ring buffer keeps
 _EPOCH_MS = int(EPOCH.astype(np.int64))
-
-
-LOG_CONFIG_KEY = b"driftrec.sim_config"
-"""Parquet schema-metadata key under which an event log may carry the JSON of the SimConfig that
-simulated it; :func:`log_sim_config` reads it, and training then needs no ``--set`` keys."""
 
 
 def log_sim_config(path: str | Path) -> dict[str, Any] | None:

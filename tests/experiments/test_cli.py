@@ -14,10 +14,11 @@ import pytest
 from gymnasium import spaces
 
 from driftrec.agents.policies import RandomPolicy, make_policy
+from driftrec.agents.supervised.data import log_sim_config
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import load_events
 from driftrec.envs.model import model_for
-from driftrec.envs.presets import PRESETS
+from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.shopsim import ShopSimEnv
 from driftrec.experiments.cli import main, parse_overrides
 
@@ -75,6 +76,8 @@ def test_simulate_writes_a_valid_log_and_a_summary(capsys: pytest.CaptureFixture
     reward = float(summary.split("reward per user ")[1].split(",")[0])
     assert reward == pytest.approx(frame.reward.sum() / 20, abs=1e-4)
     assert [p.name for p in tmp_path.iterdir()] == ["events.parquet"]
+    # the log tells what simulated it (supervised training then needs no --set keys)
+    assert log_sim_config(path) == preset_config("default", {"horizon_days": 3}).to_dict()
 
 
 def test_simulate_user_id_is_the_seed_that_replays_the_user(capsys: pytest.CaptureFixture[str],

@@ -1,0 +1,714 @@
+"""``driftrec compare``: every policy, trained and judged on the same users, with honest statistics.
+
+For each preset and seed (one *world*: its catalog is ``world_seed + seed``):
+
+1. **logs**: the logging policy (an epsilon-mix of popularity and uniform random, propensities
+   recorded) serves the ``log_users`` training users ``seed + i``; their events are the data of
+   the popularity policy and the supervised models.
+2. **train**: supervised models (``mlp``, ``gru``, ``transformer``; ``<kind>-finetune`` pretrains on
+   the older log and fine-tunes on its last ``finetune_days``; ``<kind>-retrain`` starts from the
+   trained ``<kind>`` and refits itself while deployed) on the logs; RL agents (``ppo``, ``dqn``,
+   also ``a2c``, ``qrdqn``, ``maskable-ppo``) on the batched simulator's training users, validated
+   on held-out users (the learning curves).
+3. **evaluate**: every policy, the reference policies (``random``, ``popularity``, ``logging``,
+   ``oracle-greedy``) among them, on the same ``eval_users`` evaluation users ``seed + 10**9 + i``,
+   whom no training met. Each user's draws come from its own random stream, so every policy meets
+   the same users with the same luck (common random numbers) and differences are paired.
+
+The run folder ``runs/NAME/``:
+
+| path | what |
+|---|---|
+| ``config.yaml`` | the resolved :class:`CompareConfig` (with the profile's name) |
+| ``results.csv`` | one row per policy x preset x seed: every metric of ``agents/evaluate.py``, regret, training cost |
+| ``users.parquet``, ``daily.parquet`` | per evaluation user; mean reward per user by day of life |
+| ``curves.csv`` | RL validation reward per user by training user-steps |
+| ``summary.md`` | the tables, the paired comparisons and a verdict per preset |
+| ``figures/`` | learning curves, reward by day with the drift events marked, bars with CIs, interest trajectories |
+| ``cells/PRESET/seedS/`` | ``logs.parquet``; per policy ``result.json``, per-user and per-day Parquet, ``model/`` |
+
+An RL agent's ``model/`` is a ``driftrec train`` run folder (TensorBoard logs in ``tb/``); a
+supervised model's holds ``model.pt`` and its offline ``metrics.json``.
+
+Resuming: a (policy, preset, seed) cell is finished when its ``result.json`` exists; every file is
+written to a temporary name and renamed, and a model trains into ``model.partial/`` that is
+renamed when training ends, so a run stopped anywhere (Ctrl-C, a crash) leaves finished cells
+and nothing half-written under a final name. Re-running into the same folder skips finished
+cells and redoes the rest; the tables, summary and figures are always rebuilt from the cells. A
+folder made with other settings (budgets, users, simulator keys) is refused; adding presets,
+seeds or policies is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from driftrec.envs.config import ConfigError, knob, replace_checked
+from driftrec.envs.presets import PRESETS, preset_config
+
+REFERENCE = ("random", "popularity", "logging", "oracle-greedy")
+RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")
+SUPERVISED = ("mlp", "gru", "transformer")
+VARIANTS = ("finetune", "retrain")
+PROFILES = ("smoke", "quick", "full")
+DEFAULT_PROFILE = "quick"
+LISTS = ("presets", "policies")
+MAPPINGS = ("sim", "supervised", "hyperparams")
+RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users")
+"""Fields a finished run folder may be resumed with different values of (they add or drop cells)."""
+
+
+def family(policy: str) -> str:
+    """'reference', 'supervised' or 'rl'."""
+    if policy in REFERENCE:
+        return "reference"
+    return "rl" if policy in RL_ALGOS else "supervised"
+
+
+def check_policy(name: str) -> None:
+    """Raise ConfigError unless ``name`` is a policy compare knows."""
+    kind, _, variant = name.partition("-")
+    if name in REFERENCE or name in RL_ALGOS or (kind in SUPERVISED and (not variant or variant in VARIANTS)):
+        return
+    known = [*REFERENCE, *SUPERVISED, *(f"{k}-{v}" for k in SUPERVISED for v in VARIANTS), *RL_ALGOS]
+    raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """What ``driftrec compare`` runs: presets, seeds, policies, users and budgets (see benchmark.yaml)."""
+
+    presets: tuple[str, ...] = ("default",)
+    policies: tuple[str, ...] = (*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn")
+    seeds: int = knob(1, "seeds (worlds: catalog and users) first_seed, first_seed + 1, ...", 1, 1000)
+    first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
+    log_users: int = knob(1000, "users of the logging policy whose events train popularity and the supervised models",
+                          1, 10_000_000)
+    epsilon: float = knob(0.3, "the logging policy's probability of a uniform random item per position", 0.0, 1.0)
+    eval_users: int = knob(1000, "held-out evaluation users, the same for every policy", 2, 10_000_000)
+    rl_timesteps: int = knob(200_000, "training user-steps of each RL agent", 1, 10**10)
+    rl_users: int = knob(0, "users stepped together while an RL agent trains (SB3 n_envs; 0: the algorithm's "
+                            "hyperparameters')", 0, 1_000_000)
+    rl_evaluations: int = knob(5, "validations on held-out users while an RL agent trains (0: none)", 0, 10_000)
+    rl_eval_users: int = knob(128, "held-out validation users of RL training", 1, 1_000_000)
+    finetune_days: float = knob(7.0, "<kind>-finetune: fine-tune on the log's last this many days", 0.01, 3650.0)
+    retrain_every_days: float = knob(3.0, "<kind>-retrain: refit while deployed every this many days", 0.01, 3650.0)
+    retrain_window_days: float = knob(7.0, "<kind>-retrain: refit on the newest this many days", 0.01, 3650.0)
+    trace_users: int = knob(4, "evaluation users whose interest trajectories are drawn (0: none)", 0, 64)
+    sim: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    supervised: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], base: CompareConfig | None = None) -> CompareConfig:
+        """Validate ``values`` over ``base`` (defaults if None); ConfigError names the bad key."""
+        values = dict(values)
+        special: dict[str, Any] = {}
+        for key in LISTS:
+            if key in values:
+                special[key] = _names(key, values.pop(key))
+        for key in MAPPINGS:
+            if key in values:
+                value = values.pop(key)
+                if value is None:
+                    value = {}
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+                special[key] = dict(value)
+        cfg = replace_checked(base if base is not None else cls(), values, label="compare config",
+                              unknown_hint="; see experiments/configs/benchmark.yaml")
+        cfg = dataclasses.replace(cfg, **special)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Check the presets, policies and nested mappings (each mistake: one ConfigError line)."""
+        for preset in self.presets:
+            if preset not in PRESETS:
+                raise ConfigError(f"unknown preset '{preset}' in presets; choose from: {', '.join(PRESETS)}")
+        for policy in self.policies:
+            check_policy(policy)
+        for what, names in (("presets", self.presets), ("policies", self.policies)):
+            if len(set(names)) != len(names) or not names:
+                raise ConfigError(f"config key '{what}' must list at least one name, each once; got {list(names)}")
+        for preset in self.presets:
+            try:
+                cfg = preset_config(preset, self.sim)
+            except ConfigError as err:
+                raise ConfigError(f"sim: {err}") from None
+            if cfg.model != "shop" and any(family(p) == "supervised" for p in self.policies):
+                raise ConfigError(f"preset '{preset}' uses the {cfg.model} user model; the supervised models "
+                                  "need ShopSim: drop them from policies or the preset")
+        from driftrec.agents.supervised.config import SupervisedConfig  # no torch import
+
+        try:
+            SupervisedConfig.from_dict(self.supervised)
+        except ConfigError as err:
+            raise ConfigError(f"supervised: {err}") from None
+        for algo, value in self.hyperparams.items():
+            if algo not in RL_ALGOS:
+                raise ConfigError(f"hyperparams: unknown algorithm '{algo}'; choose from: {', '.join(RL_ALGOS)}")
+            if not isinstance(value, (Mapping, str)):
+                raise ConfigError(f"hyperparams.{algo} must be a mapping of rl-zoo3 keys or a YAML file path")
+            if isinstance(value, str) and not Path(value).is_file():
+                raise ConfigError(f"hyperparams.{algo}: file '{value}' does not exist")
+            if isinstance(value, Mapping) and value:
+                from driftrec.agents.rl import check_hyperparams  # imports SB3: only when there is something to check
+
+                check_hyperparams(algo, value, where=f" (hyperparams.{algo})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """YAML-safe mapping of every field."""
+        out = dataclasses.asdict(self)
+        for key in LISTS:
+            out[key] = list(out[key])
+        for key in MAPPINGS:
+            out[key] = json.loads(json.dumps(out[key]))  # plain dicts, lists and scalars
+        return out
+
+
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in (part.strip() for part in value.split(",")) if v]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"config key '{key}' must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+# ------------------------------------------------------------------------------------- config files
+def default_config_path() -> Path:
+    """The packaged ``experiments/configs/benchmark.yaml``."""
+    return Path(str(resources.files("driftrec.experiments") / "configs" / "benchmark.yaml"))
+
+
+def load_config(path: str | Path | None = None, profile: str = DEFAULT_PROFILE,
+                overrides: Mapping[str, Any] | None = None) -> CompareConfig:
+    """The config of ``path`` (default: the packaged benchmark): its ``defaults``, the ``profile``
+    laid over them, then ``overrides`` (dotted keys reach into ``sim``, ``supervised``, ``hyperparams``)."""
+    path = Path(path) if path is not None else default_config_path()
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file '{path}' must be a mapping with 'defaults' and 'profiles'")
+    unknown = set(data) - {"defaults", "profiles"}
+    if unknown:
+        raise ConfigError(f"config file '{path}': unknown top-level key '{sorted(unknown)[0]}' "
+                          "(expected 'defaults' and 'profiles')")
+    profiles = data.get("profiles") or {}
+    if profile not in profiles:
+        raise ConfigError(f"config file '{path}' has no profile '{profile}'; it has: {', '.join(profiles) or 'none'}")
+    try:
+        cfg = CompareConfig.from_dict(data.get("defaults") or {})
+        cfg = CompareConfig.from_dict(_merge(cfg.to_dict(), profiles[profile] or {}))
+        return CompareConfig.from_dict(_merge(cfg.to_dict(), _nest(overrides or {})))
+    except ConfigError as err:
+        raise ConfigError(f"{path} (profile {profile}): {err}") from None
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """{'sim.horizon_days': 3} -> {'sim': {'horizon_days': 3}}."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        if parts[0] not in MAPPINGS and len(parts) > 1:
+            raise ConfigError(f"--set {key}: only {', '.join(MAPPINGS)} take dotted keys")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{part}' is set to a value and a mapping at once")
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``; the nested mappings merge key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if key in MAPPINGS and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            merged = dict(out[key])
+            for k, v in value.items():
+                both = isinstance(v, Mapping) and isinstance(merged.get(k), Mapping)
+                merged[k] = {**merged[k], **v} if both else v
+            out[key] = merged
+        else:
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------------- files
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it when the block ends cleanly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+# ------------------------------------------------------------------------------------- one world
+class Reporter:
+    """One line per step on stderr, with the run's elapsed time (quiet when ``quiet``)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            elapsed = time.perf_counter() - self.start
+            print(f"[{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+class World:
+    """One (preset, seed) of a compare run: its simulator, its logs and its cells."""
+
+    def __init__(self, run: Path, cfg: CompareConfig, preset: str, seed: int, report: Reporter):
+        from driftrec.envs.model import build_model
+
+        self.cfg, self.preset, self.seed, self.report = cfg, preset, seed, report
+        self.folder = run / "cells" / preset / f"seed{seed}"
+        base = preset_config(preset, cfg.sim)
+        self.overrides = {**dict(cfg.sim), "world_seed": base.world_seed + seed}
+        self.sim_cfg = preset_config(preset, self.overrides)
+        self.model = build_model(self.sim_cfg)
+        self._history_model: Any = None
+        self._logs: pd.DataFrame | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.preset} seed {self.seed}"
+
+    def cell(self, policy: str) -> Path:
+        return self.folder / policy
+
+    def done(self, policy: str) -> bool:
+        return (self.cell(policy) / "result.json").is_file()
+
+    def model_for(self, obs_mode: str) -> Any:
+        """The simulator with ``obs_mode`` (the sequence models read ``history``); same users, same dynamics."""
+        if obs_mode == self.sim_cfg.obs_mode:
+            return self.model
+        if self._history_model is None or self._history_model.cfg.obs_mode != obs_mode:
+            from driftrec.envs.model import build_model
+
+            self._history_model = build_model(dataclasses.replace(self.sim_cfg, obs_mode=obs_mode))
+        return self._history_model
+
+    # --- stage 1: the logging policy's events -------------------------------------------------
+    @property
+    def logs_path(self) -> Path:
+        return self.folder / "logs.parquet"
+
+    def logs(self) -> pd.DataFrame:
+        """The logging policy's events on the log users (simulated once, then read back)."""
+        if self._logs is not None:
+            return self._logs
+        from driftrec.envs.events import EventRecorder, EventWriter, load_events
+
+        if not self.logs_path.is_file():
+            from driftrec.agents.policies import make_policy
+            from driftrec.envs.rollout import rollout, train_seeds
+
+            start = time.perf_counter()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            policy = make_policy("logging", self.model, self.cfg.log_users, self.seed, epsilon=self.cfg.epsilon)
+            recorder = EventRecorder(self.model)
+            with EventWriter(self.logs_path, self.sim_cfg) as writer:
+                rollout(self.model, policy, train_seeds(self.seed, self.cfg.log_users), recorder=recorder)
+                writer.write(recorder.to_table())
+            wall = time.perf_counter() - start
+            write_text(self.folder / "logs.json", json.dumps({"wall_s": wall, "events": writer.n_events}) + "\n")
+            self.report(f"{self.name}: logged {writer.n_events:,} events of {self.cfg.log_users:,} users "
+                        f"under the logging policy in {wall:.1f} s")
+        self._logs = load_events(self.logs_path)
+        return self._logs
+
+    def logged_requests(self) -> int:
+        """Requests (environment user-steps) in the logs: the interaction a log-trained policy cost."""
+        logs = self.logs()
+        shown = logs[logs["behaviour"] == "impression"]
+        return int(shown.groupby(["user_id", "timestamp"]).ngroups)
+
+    # --- stage 2 and 3: a policy, trained if it needs to be, then evaluated --------------------
+    def run(self, policy: str) -> dict[str, Any]:
+        """Train (if needed) and evaluate ``policy``; write its cell; return its result row."""
+        from driftrec.agents.evaluate import evaluate_policy
+
+        fam = family(policy)
+        trained, train, sim = self._policy(policy)
+        self.report(f"{self.name}: evaluating {policy} on {self.cfg.eval_users:,} users")
+        result = evaluate_policy(trained, sim.cfg, self.cfg.eval_users, self.seed, model=sim)
+        cell = self.cell(policy)
+        users = result.users
+        daily = pd.DataFrame({"day": np.arange(result.stats.daily_reward.shape[1]), "reward": result.daily_mean()})
+        write_parquet(users, cell / "users.parquet")
+        write_parquet(daily, cell / "daily.parquet")
+        row = {"preset": self.preset, "seed": self.seed, "policy": policy, "family": fam,
+               **{k: v for k, v in result.summary.items() if k != "wall_s"},
+               "train_wall_s": train.get("wall_s", 0.0), "env_steps": train.get("env_steps", 0),
+               "eval_wall_s": result.summary["wall_s"]}
+        write_text(cell / "result.json", json.dumps(_json_safe({**row, "train": train}), indent=2) + "\n")
+        self.report(f"{self.name}: {policy}: reward per user {row['reward']:.3f} "
+                    f"[{row['reward_ci_low']:.3f}, {row['reward_ci_high']:.3f}] ({row['eval_wall_s']:.1f} s)")
+        return row
+
+    def _policy(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
+        """The policy object, what training it cost ({wall_s, env_steps, ...}) and the simulator
+        (observation mode) it acts in."""
+        from driftrec.agents.policies import make_policy
+
+        n = self.cfg.eval_users
+        if policy in ("random", "oracle-greedy"):
+            return make_policy(policy, self.model, n, self.seed), {}, self.model
+        if policy == "logging":
+            return make_policy("logging", self.model, n, self.seed, epsilon=self.cfg.epsilon), {}, self.model
+        if policy == "popularity":
+            start = time.perf_counter()
+            made = make_policy("popularity", self.model, n, self.seed, events=self.logs())
+            return made, {"wall_s": time.perf_counter() - start, "env_steps": self.logged_requests()}, self.model
+        if family(policy) == "rl":
+            return self._rl(policy)
+        return self._supervised(policy)
+
+    def _train_into(self, folder: Path, train: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``train(partial_folder)`` unless ``folder/done.json`` exists; rename when it ends."""
+        done = folder / "done.json"
+        if done.is_file():
+            return json.loads(done.read_text())
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            info = train(partial)
+            (partial / "done.json").write_text(json.dumps(_json_safe(info), indent=2) + "\n")
+            os.replace(partial, folder)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return info
+
+    def _rl(self, algo: str) -> tuple[Any, dict[str, Any], Any]:
+        from driftrec.agents.rl import SB3Policy, load_agent
+        from driftrec.experiments.train import RLTrainConfig, run_train
+
+        folder = self.cell(algo) / "model"
+        hp_value = self.cfg.hyperparams.get(algo, {})
+        hp_file = Path(hp_value) if isinstance(hp_value, str) else None
+        hp = {} if hp_file is not None else dict(hp_value)
+
+        def train(out: Path) -> dict[str, Any]:
+            self.report(f"{self.name}: training {algo} for {self.cfg.rl_timesteps:,} user-steps")
+            evals = self.cfg.rl_evaluations
+            result = run_train(RLTrainConfig(
+                algo, out, preset=self.preset, overrides=self.overrides, hyperparams=hp, hyperparams_file=hp_file,
+                timesteps=self.cfg.rl_timesteps, users=self.cfg.rl_users or None, seed=self.seed,
+                eval_freq=max(self.cfg.rl_timesteps // evals, 1) if evals else 0, eval_users=self.cfg.rl_eval_users,
+                checkpoint_freq=0, progress_bar=sys.stderr.isatty()))
+            spec = result.spec
+            self.report(f"{self.name}: {algo} trained in {spec['wall_time_s']:.1f} s")
+            return {"wall_s": float(spec["wall_time_s"]), "env_steps": int(spec["timesteps"])}
+
+        info = self._train_into(folder, train)
+        agent, _ = load_agent(folder)
+        return SB3Policy(agent), info, self.model
+
+    def _supervised(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
+        from driftrec.agents.supervised import RetrainingPolicy, SupervisedPolicy, load_model
+
+        kind, _, variant = policy.partition("-")
+        base_folder = self.cell(kind) / "model"
+        if variant == "retrain" and (base_folder / "done.json").is_file():
+            folder = base_folder  # deploy the trained <kind> and let it refit itself
+        else:
+            folder = self.cell(policy) / "model"
+        info = self._train_into(folder, lambda out: self._fit(kind, out, variant == "finetune"))
+        model = load_model(folder / "model.pt")
+        sim = self.model_for("history" if model.sequence else self.sim_cfg.obs_mode)
+        if variant == "retrain":
+            made: Any = RetrainingPolicy(model, sim, every_days=self.cfg.retrain_every_days,
+                                         window_days=self.cfg.retrain_window_days, seed=self.seed)
+        else:
+            made = SupervisedPolicy(model, sim)
+        return made, info, sim
+
+    def _fit(self, kind: str, out: Path, finetune: bool) -> dict[str, Any]:
+        from driftrec.agents.supervised import train_supervised
+
+        logs = self.logs()  # simulates them if needed
+        what = f"{kind} (fine-tuned on the last {self.cfg.finetune_days:g} days)" if finetune else kind
+        self.report(f"{self.name}: training {what} on {len(logs):,} logged events")
+        finetune_days = self.cfg.finetune_days if finetune else None
+        metrics = train_supervised(kind, self.logs_path, out, finetune_days=finetune_days,
+                                   seed=self.seed, preset=self.preset, **dict(self.cfg.supervised), **self.overrides)
+        test = metrics["test"]
+        self.report(f"{self.name}: {what} trained in {metrics['train_seconds']:.1f} s, held-out click AUC "
+                    f"{_fmt(test['click']['auc'])}")
+        return {"wall_s": float(metrics["train_seconds"]), "env_steps": self.logged_requests(),
+                "offline": metrics.get("summary", {})}
+
+    def curves(self, policy: str) -> pd.DataFrame:
+        """The validation curve of an RL cell (empty for other policies or without validations)."""
+        path = self.cell(policy) / "model" / "evaluations.npz"
+        if family(policy) != "rl" or not path.is_file():
+            return pd.DataFrame(columns=["timesteps", "reward"])
+        with np.load(path) as data:
+            return pd.DataFrame({"timesteps": data["timesteps"], "reward": data["results"].mean(axis=1)})
+
+
+# ------------------------------------------------------------------------------------- the run
+@dataclasses.dataclass
+class CompareResult:
+    """The tables of a finished run and where it lies."""
+
+    out: Path
+    results: pd.DataFrame
+    users: pd.DataFrame
+    daily: pd.DataFrame
+    curves: pd.DataFrame
+    summary: str
+    wall_s: float
+
+
+def prepare_run(out: Path, cfg: CompareConfig, profile: str, overwrite: bool = False) -> None:
+    """Create ``out`` and write ``config.yaml``; refuse a folder made with other settings."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is a file, not a folder")
+    path = out / "config.yaml"
+    if path.is_file() and overwrite:
+        shutil.rmtree(out)
+    elif path.is_file():
+        try:
+            old = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"'{path}' is not valid YAML: pass --overwrite or choose another --out") from None
+        new = cfg.to_dict()
+        for key, value in new.items():
+            if key not in RESUMABLE and old.get("config", {}).get(key) != value:
+                raise ConfigError(f"'{out}' holds a run with other settings ({key}: {old.get('config', {}).get(key)!r}"
+                                  f", now {value!r}); resume with the same settings, choose another --out or pass "
+                                  "--overwrite")
+    elif out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"'{out}' is not empty and holds no compare run (config.yaml); choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create --out '{out}': {err.strerror or err}") from None
+    write_text(path, yaml.safe_dump({"profile": profile, "config": cfg.to_dict()}, sort_keys=False))
+
+
+def run_compare(cfg: CompareConfig, out: str | Path, *, profile: str = DEFAULT_PROFILE, overwrite: bool = False,
+                quiet: bool = False) -> CompareResult:
+    """Run (or resume) the comparison into ``out``; returns the tables (see the module doc)."""
+    out = Path(out)
+    prepare_run(out, cfg, profile, overwrite)
+    report = Reporter(quiet)
+    start = time.perf_counter()
+    worlds = []
+    for preset in cfg.presets:
+        for seed in cfg.seed_list:
+            world = World(out, cfg, preset, seed, report)
+            worlds.append(world)
+            todo = [p for p in cfg.policies if not world.done(p)]
+            if len(todo) < len(cfg.policies):
+                report(f"{world.name}: {len(cfg.policies) - len(todo)} of {len(cfg.policies)} policies already done")
+            for policy in todo:
+                world.run(policy)
+    result = build_artifacts(out, cfg, worlds, report)
+    result.wall_s = time.perf_counter() - start
+    report(f"done: {out / 'summary.md'}")
+    return result
+
+
+def collect(cfg: CompareConfig, worlds: Sequence[World]) -> tuple[pd.DataFrame, ...]:
+    """(results, users, daily, curves) of the finished cells of ``worlds``, regret filled in."""
+    rows, users, daily, curves = [], [], [], []
+    for world in worlds:
+        for policy in cfg.policies:
+            cell = world.cell(policy)
+            result = json.loads((cell / "result.json").read_text())
+            result.pop("train", None)
+            rows.append(result)
+            key = {"preset": world.preset, "seed": world.seed, "policy": policy}
+            users.append(pd.read_parquet(cell / "users.parquet").assign(**key))
+            daily.append(pd.read_parquet(cell / "daily.parquet").assign(**key, family=family(policy)))
+            curve = world.curves(policy)
+            if len(curve):
+                curves.append(curve.assign(**key))
+    results = pd.DataFrame(rows)
+    for column in results.columns.difference(["preset", "policy", "family"]):
+        results[column] = pd.to_numeric(results[column])  # NaN was stored as null
+    oracle = results[results["policy"] == "oracle-greedy"].set_index(["preset", "seed"])["reward"]
+    index = pd.MultiIndex.from_frame(results[["preset", "seed"]])
+    results["regret"] = oracle.reindex(index).to_numpy() - results["reward"].to_numpy()
+    lead = ["preset", "seed", "policy"]
+    users_df = pd.concat(users, ignore_index=True)
+    users_df = users_df[lead + [c for c in users_df.columns if c not in lead]]
+    daily_df = pd.concat(daily, ignore_index=True)[["preset", "seed", "policy", "family", "day", "reward"]]
+    curves_df = (pd.concat(curves, ignore_index=True)[["preset", "seed", "policy", "timesteps", "reward"]] if curves
+                 else pd.DataFrame(columns=["preset", "seed", "policy", "timesteps", "reward"]))
+    return results, users_df, daily_df, curves_df
+
+
+def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[World], report: Reporter) -> CompareResult:
+    """Tables, summary and figures of the finished cells (rebuilt on every run)."""
+    from driftrec.experiments import figures, stats
+    from driftrec.experiments.report import write_summary
+
+    results, users, daily, curves = collect(cfg, worlds)
+    with atomic_path(out / "results.csv") as tmp:
+        results.to_csv(tmp, index=False)
+    write_parquet(users, out / "users.parquet")
+    write_parquet(daily, out / "daily.parquet")
+    with atomic_path(out / "curves.csv") as tmp:
+        curves.to_csv(tmp, index=False)
+
+    agg = stats.aggregate(results, users)
+    comparisons = stats.comparisons(users, results)
+    text = write_summary(out / "summary.md", agg, comparisons, title=f"driftrec compare: {out.name}",
+                         notes=_notes(cfg, worlds, results))
+    report("drawing figures")
+    fig = out / "figures"
+    fig.mkdir(exist_ok=True)
+    figures.reward_bars(agg, fig / "reward_bars.png")
+    events = {w.preset: figures.calendar_events(w.sim_cfg) for w in worlds}
+    figures.reward_by_day(daily, events, fig / "reward_by_day.png")
+    if len(curves):
+        figures.learning_curves(curves, fig / "learning_curves.png")
+    if cfg.trace_users and worlds:
+        _trace(worlds[0], cfg, fig / "interest_trajectories.png")
+    return CompareResult(out, results, users, daily, curves, text, math.nan)
+
+
+def _trace(world: World, cfg: CompareConfig, path: Path) -> None:
+    """Interest trajectories of a few evaluation users under oracle-greedy (it keeps them longest)."""
+    from driftrec.agents.policies import make_policy
+    from driftrec.envs.rollout import eval_seeds
+    from driftrec.experiments import figures
+
+    policy = make_policy("oracle-greedy", world.model, cfg.trace_users, world.seed)
+    traj = figures.trace_interests(world.model, policy, eval_seeds(world.seed, cfg.trace_users))
+    figures.interest_trajectories(traj, path)
+
+
+def _notes(cfg: CompareConfig, worlds: Sequence[World], results: pd.DataFrame) -> list[str]:
+    """Budgets and wall time per stage, for summary.md."""
+    notes = [f"{len(cfg.presets)} preset(s) x {cfg.seeds} seed(s); {cfg.eval_users:,} evaluation users per world, "
+             f"the same for every policy (paired); logs of {cfg.log_users:,} users under the logging policy "
+             f"(epsilon {cfg.epsilon:g}); RL agents trained for {cfg.rl_timesteps:,} user-steps each."]
+    log_s = sum(json.loads((w.folder / "logs.json").read_text())["wall_s"] for w in worlds
+                if (w.folder / "logs.json").is_file())
+    stage = results.groupby("policy")[["train_wall_s", "eval_wall_s"]].sum()
+    parts = [f"simulating the logs {log_s:.0f} s"] + [f"{p} {r.train_wall_s:.0f} s + {r.eval_wall_s:.0f} s"
+                                           for p, r in stage.iterrows()]
+    notes.append("Wall time, training + evaluation, summed over worlds: " + "; ".join(parts) + ".")
+    notes.append("oracle-greedy reads the hidden user state: it is the upper reference, not a deployable policy.")
+    return notes
+
+
+def _fmt(value: Any) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ------------------------------------------------------------------------------------- CLI
+def add_parser(subparsers: Any) -> None:
+    """Register ``driftrec compare``."""
+    from driftrec.experiments.cli import positive_int
+
+    p = subparsers.add_parser(
+        "compare", help="train and compare every policy on held-out users (the main job)",
+        description="Per preset and seed: logs from the logging policy, supervised and RL training, then every "
+                    "policy on the same held-out users (paired). Writes results.csv, per-user and per-day tables, "
+                    "summary.md and figures into --out; re-running into the same folder resumes.")
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML with 'defaults' and 'profiles' (default: the packaged benchmark.yaml)")
+    p.add_argument("--profile", default=DEFAULT_PROFILE,
+                   help=f"profile of the config: smoke (CI, ~1 min), quick (~10 min), full (hours) "
+                        f"(default: {DEFAULT_PROFILE})")
+    p.add_argument("--presets", default=None, help="comma-separated presets (default: the profile's)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (default: the profile's)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<profile>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable; YAML values; dotted keys for sim., supervised., "
+                        "hyperparams., e.g. --set sim.horizon_days=14 --set rl_timesteps=50000)")
+    p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out first")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run_compare_cli)
+
+
+def run_compare_cli(args: Any) -> int:
+    """``driftrec compare``: resolve the config, run or resume, print the summary's path and verdicts."""
+    from driftrec.experiments.cli import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    if args.presets is not None:
+        overrides["presets"] = args.presets
+    if args.seeds is not None:
+        overrides["seeds"] = args.seeds
+    cfg = load_config(args.config, args.profile, overrides)
+    if args.show_config:
+        print(yaml.safe_dump({"profile": args.profile, "config": cfg.to_dict()}, sort_keys=False), end="")
+        return 0
+    out = args.out if args.out is not None else Path("runs") / args.profile
+    try:
+        result = run_compare(cfg, out, profile=args.profile, overwrite=args.overwrite, quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(f"driftrec: interrupted; the finished cells in {out} are kept: run the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(result.summary)
+    print(f"compare: {len(result.results)} cells in {result.wall_s:.0f} s -> {out}")
+    return 0
