@@ -165,6 +165,16 @@ def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
     return parts[0] if len(parts) == 1 else UserStats.concat(parts)
 
 
+def policy_act(policy: Policy, model: Any, state: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``policy``'s actions and propensities for the batch ``state`` of ``model``: it sees the
+    observation, plus the action mask if its ``uses_mask`` and the state if its ``reads_hidden_state``."""
+    obs = model.observe(state)
+    mask = model.action_masks(state) if getattr(policy, "uses_mask", False) else None
+    if getattr(policy, "reads_hidden_state", False):
+        return policy.act(obs, mask, state=state)
+    return policy.act(obs, mask)
+
+
 class _OnlineFeed:
     """Records the events a learning policy's users make and hands them to ``policy.update``."""
 
@@ -201,8 +211,6 @@ def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: Even
     price = np.ascontiguousarray(world.price, dtype=np.float64)
     category = np.ascontiguousarray(world.category, dtype=np.int64)
 
-    reads_state = bool(getattr(policy, "reads_hidden_state", False))
-    uses_mask = bool(getattr(policy, "uses_mask", False))
     policy.reset(n)
     state = model.init(user_keys(seeds), np.zeros(n, dtype=i64)) if n else None
     row = np.arange(n)  # row of each batch slot in the per-user arrays
@@ -212,12 +220,7 @@ def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: Even
             keep = np.flatnonzero(active)
             state, row, active = take_rows(state, keep), row[keep], active[keep]
             policy.keep_rows(keep)
-        obs = model.observe(state)
-        mask = model.action_masks(state) if uses_mask else None
-        if reads_state:
-            actions, propensity = policy.act(obs, mask, state=state)
-        else:
-            actions, propensity = policy.act(obs, mask)
+        actions, propensity = policy_act(policy, model, state)
         state, out = model.step(state, actions, inplace=True)
         if recorder is not None:
             recorder.record(out, seeds[row], propensity, active)

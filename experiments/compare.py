@@ -47,10 +47,8 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -61,6 +59,7 @@ import yaml
 
 from driftrec.envs.config import ConfigError, knob, replace_checked
 from driftrec.envs.presets import PRESETS, preset_config
+from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
 
 REFERENCE = ("random", "popularity", "logging", "oracle-greedy")
 RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")
@@ -262,30 +261,6 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ------------------------------------------------------------------------------------- files
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it when the block ends cleanly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
-
-
 # ------------------------------------------------------------------------------------- one world
 class Reporter:
     """One line per step on stderr, with the run's elapsed time (quiet when ``quiet``)."""
@@ -388,7 +363,7 @@ class World:
                **{k: v for k, v in result.summary.items() if k != "wall_s"},
                "train_wall_s": train.get("wall_s", 0.0), "env_steps": train.get("env_steps", 0),
                "eval_wall_s": result.summary["wall_s"]}
-        write_text(cell / "result.json", json.dumps(_json_safe({**row, "train": train}), indent=2) + "\n")
+        write_text(cell / "result.json", json.dumps(plain({**row, "train": train}, finite=True), indent=2) + "\n")
         self.report(f"{self.name}: {policy}: reward per user {row['reward']:.3f} "
                     f"[{row['reward_ci_low']:.3f}, {row['reward_ci_high']:.3f}] ({row['eval_wall_s']:.1f} s)")
         return row
@@ -422,7 +397,7 @@ class World:
         partial.parent.mkdir(parents=True, exist_ok=True)
         try:
             info = train(partial)
-            (partial / "done.json").write_text(json.dumps(_json_safe(info), indent=2) + "\n")
+            (partial / "done.json").write_text(json.dumps(plain(info, finite=True), indent=2) + "\n")
             os.replace(partial, folder)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
@@ -649,17 +624,6 @@ def _notes(cfg: CompareConfig, worlds: Sequence[World], results: pd.DataFrame) -
 def _fmt(value: Any) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # ------------------------------------------------------------------------------------- CLI

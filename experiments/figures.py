@@ -26,8 +26,6 @@ hatched, rl bars have a thick black edge.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -45,8 +43,10 @@ from scipy.special import softmax
 
 from driftrec.envs.config import SimConfig
 from driftrec.envs.rng import user_keys
+from driftrec.envs.rollout import policy_act
 from driftrec.envs.state import take_rows
 from driftrec.envs.world import build_world
+from driftrec.experiments.artifacts import atomic_path
 
 DPI = 120
 ORACLE = "oracle-greedy"
@@ -154,16 +154,9 @@ def _panels(n: int, *, width: float, height: float, ncols: int = 3,
 
 def _save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG to ``path`` atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)  # the format is explicit: the suffix is .tmp
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def _policy_legend(fig: Figure, order: Sequence[str], families: Mapping[str, str], colors: Mapping[str, str],
@@ -422,8 +415,6 @@ def trace_interests(model: Any, policy: Any, seeds: Sequence[int] | np.ndarray, 
     if n == 0:
         return pd.DataFrame({"user_id": np.zeros(0, np.int64), "step": np.zeros(0, np.int64),
                              "time": np.zeros(0), "category": np.zeros(0, np.int64), "share": np.zeros(0)})
-    reads_state = bool(getattr(policy, "reads_hidden_state", False))
-    uses_mask = bool(getattr(policy, "uses_mask", False))
     policy.reset(n)
     state = model.init(user_keys(seeds), np.zeros(n, dtype=np.int64))
     rows = np.arange(n)  # index into seeds of each batch row
@@ -431,12 +422,7 @@ def trace_interests(model: Any, policy: Any, seeds: Sequence[int] | np.ndarray, 
     parts.append((rows, 0, np.asarray(state.time, dtype=np.float64).copy(), interest_shares(model, state, scale)))
     step = 0
     while len(rows) and (max_steps is None or step < max_steps):
-        obs = model.observe(state)
-        mask = model.action_masks(state) if uses_mask else None
-        if reads_state:
-            actions, _ = policy.act(obs, mask, state=state)
-        else:
-            actions, _ = policy.act(obs, mask)
+        actions, _ = policy_act(policy, model, state)
         state, out = model.step(state, actions, inplace=True)
         step += 1
         parts.append((rows, step, np.asarray(state.time, dtype=np.float64).copy(),

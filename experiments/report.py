@@ -9,14 +9,13 @@ excludes 0, and "within noise" otherwise.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from driftrec.experiments.artifacts import write_text
 from driftrec.experiments.stats import KIND_BEST, KIND_RL, ORACLE
 
 METRICS: tuple[tuple[str, str], ...] = (
@@ -173,16 +172,7 @@ def write_summary(path: str | Path, agg: pd.DataFrame, comparisons: pd.DataFrame
     :func:`driftrec.experiments.stats.comparisons`'; ``notes`` are appended as bullets.
     """
     text = render_summary(agg, comparisons, title=title, notes=notes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
     return text
 
 

@@ -49,6 +49,7 @@ from rich.table import Table
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.rollout import train_seeds
+from driftrec.experiments.artifacts import plain
 from driftrec.experiments.cli import CLIError, check_output, int_arg, non_negative_int, parse_overrides, positive_int
 
 if TYPE_CHECKING:  # torch and SB3 take seconds to import: `driftrec presets` should not wait for them
@@ -231,10 +232,10 @@ def _spec(config: RLTrainConfig, out: Path, cfg: SimConfig, env: dict[str, Any],
         "algo": config.algo,
         "preset": config.preset,
         "preset_version": PRESETS[config.preset].version,
-        "overrides": _plain(dict(config.overrides)),
-        "config": _plain(cfg.to_dict()),
+        "overrides": plain(dict(config.overrides)),
+        "config": plain(cfg.to_dict()),
         "env": env,
-        "hyperparams": _plain(hp),
+        "hyperparams": plain(hp),
         "seed": config.seed,
         "users": {"train": int(hp["n_envs"]), "train_seeds": f"{config.seed} + i",
                   "validation": config.eval_users if eval_freq else 0,
@@ -247,19 +248,6 @@ def _spec(config: RLTrainConfig, out: Path, cfg: SimConfig, env: dict[str, Any],
         "versions": _versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _plain(value: Any) -> Any:
-    """Numpy scalars, tuples and classes (e.g. an activation_fn passed from Python) -> YAML-safe values."""
-    if isinstance(value, type):
-        return f"{value.__module__}.{value.__qualname__}"
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _versions() -> dict[str, str]:
