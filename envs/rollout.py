@@ -144,7 +144,7 @@ def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
     """Run ``policy`` on the users of ``seeds`` (one life each) until every life is over.
 
     Users go in groups of ``batch`` (bounding memory); a group is stepped together and, once
-    half of it is done, the done users are dropped (so a few long lives do not keep the whole
+    a quarter of it is done, the done users are dropped (so a few long lives do not keep the whole
     batch stepping). Before each group, ``policy.reset(len(group))``; when users are dropped,
     ``policy.keep_rows(rows)`` names the rows that stay. The policy gets ``state=`` (the batch
     state) only if its ``reads_hidden_state`` is true, and ``model.action_masks(state)`` as
@@ -216,7 +216,7 @@ def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: Even
     row = np.arange(n)  # row of each batch slot in the per-user arrays
     active = np.ones(n, dtype=bool)
     while active.any():
-        if active.sum() * 2 <= len(active):  # drop done users once they are half the batch
+        if active.sum() * 4 <= 3 * len(active):  # drop done users once they are a quarter of the batch
             keep = np.flatnonzero(active)
             state, row, active = take_rows(state, keep), row[keep], active[keep]
             policy.keep_rows(keep)
