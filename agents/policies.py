@@ -237,7 +237,7 @@ class PopularityPolicy(Policy):
 
 # ------------------------------------------------------------------------------------- logging
 DEFAULT_EPSILON = 0.3
-DEFAULT_BURN_IN_USERS = 200
+DEFAULT_BURN_IN_USERS = 1000  # ~100 random impressions per item of a 500-item catalog over a week: a stable ranking
 
 
 def burn_in_events(model: Any, seed: int | None, n_users: int = DEFAULT_BURN_IN_USERS) -> pd.DataFrame:
