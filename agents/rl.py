@@ -55,7 +55,7 @@ from torch import nn
 
 from driftrec.agents.extractors import FEATURE_EXTRACTORS
 from driftrec.agents.policies import Policy
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS
 
@@ -151,18 +151,7 @@ def load_hyperparams(algo: str, preset: str, file: str | Path | None = None) -> 
     """
     path = Path(file) if file is not None else hyperparams_file(algo)
     where = f" in '{path}'"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"hyperparameter file '{path}' does not exist") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"hyperparameter file '{path}' is not valid YAML{line}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"hyperparameter file '{path}' must hold a mapping, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "hyperparameter file")
     if any(key == DEFAULTS_ENTRY or key in PRESETS for key in data):
         for key, entry in data.items():
             if key != DEFAULTS_ENTRY and key not in PRESETS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, get_type_hints
 
 
@@ -148,6 +149,29 @@ def replace_checked(config: Any, values: Mapping[str, Any], *, label: str = "con
             raise ConfigError(f"unknown {label} key '{key}'{hint}")
         clean[key] = _check(key, value, hints[key], fields[key].metadata)
     return dataclasses.replace(config, **clean)
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (an empty file is an empty mapping). Every problem is
+    one ConfigError: "<what> '<path>' does not exist | is a folder, not a YAML file | is not valid
+    YAML (line N) | must hold a mapping"."""
+    import yaml  # PyYAML: only the config readers need it
+
+    where = f"{what} '{path}'"
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where} is a folder, not a YAML file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise ConfigError(f"{where} is not valid YAML" + (f" (line {mark.line + 1})" if mark else "")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping, got {type(data).__name__}")
+    return data
 
 
 def _allowed(meta: Mapping[str, Any]) -> str:

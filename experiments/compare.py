@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from driftrec.envs.config import ConfigError, knob, replace_checked
+from driftrec.envs.config import ConfigError, knob, read_yaml_mapping, replace_checked
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
 
@@ -208,16 +208,7 @@ def load_config(path: str | Path | None = None, profile: str = DEFAULT_PROFILE,
     """The config of ``path`` (default: the packaged benchmark): its ``defaults``, the ``profile``
     laid over them, then ``overrides`` (dotted keys reach into ``sim``, ``supervised``, ``hyperparams``)."""
     path = Path(path) if path is not None else default_config_path()
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"config file '{path}' is not valid YAML{where}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"config file '{path}' must be a mapping with 'defaults' and 'profiles'")
+    data = read_yaml_mapping(path, "config file")
     unknown = set(data) - {"defaults", "profiles"}
     if unknown:
         raise ConfigError(f"config file '{path}': unknown top-level key '{sorted(unknown)[0]}' "

@@ -83,7 +83,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
 from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
@@ -240,17 +240,7 @@ def load_search_space(algo: str, path: str | Path | None = None) -> SearchSpace:
     _check_algo(algo)
     path = Path(path) if path is not None else search_space_file(algo)
     where = f"search space '{path}'"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{where} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{where} is a folder, not a YAML file") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise ConfigError(f"{where} is not valid YAML" + (f" (line {mark.line + 1})" if mark else "")) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must hold a mapping with 'params', got {type(data).__name__}")
+    data = read_yaml_mapping(path, "search space")
     for key in data:
         if key not in SPACE_KEYS:
             raise ConfigError(f"unknown key '{key}' in {where}; expected: {', '.join(SPACE_KEYS)}")
