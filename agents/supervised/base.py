@@ -356,8 +356,11 @@ class SupervisedModel(nn.Module):
     def save(self, path: str | Path) -> Path:
         """Write the model (weights, kind, training and simulator config) to ``path`` (torch format)."""
         path = Path(path)
-        torch.save({"format": CHECKPOINT_FORMAT, "kind": self.kind, "train_config": self.cfg.to_dict(),
-                    "sim_config": self.spec.cfg.to_dict(), "state_dict": self.state_dict()}, path)
+        ckpt = {"format": CHECKPOINT_FORMAT, "kind": self.kind, "train_config": self.cfg.to_dict(),
+                "sim_config": self.spec.cfg.to_dict(), "state_dict": self.state_dict()}
+        if self.spec.source == "log":  # a log's own catalog: the sim config does not rebuild it
+            ckpt["log_spec"] = self.spec.to_state()
+        torch.save(ckpt, path)
         return path
 
     def as_policy(self, sim_model: Any) -> Any:
@@ -388,7 +391,10 @@ def load_model(path: str | Path) -> SupervisedModel:
         raise ConfigError(f"model file {path}: not a driftrec model ({' '.join(str(err).split())[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"model file {path}: not a driftrec supervised model (format {CHECKPOINT_FORMAT})")
-    spec = FeatureSpec.from_config(SimConfig.from_dict(ckpt["sim_config"]))
+    if "log_spec" in ckpt:
+        spec = FeatureSpec.from_state(ckpt["log_spec"])
+    else:
+        spec = FeatureSpec.from_config(SimConfig.from_dict(ckpt["sim_config"]))
     model = make_model(ckpt["kind"], spec, SupervisedConfig.from_dict(ckpt["train_config"]))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()

@@ -49,6 +49,7 @@ from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import EPOCH, LOG_CONFIG_KEY, MS_PER_DAY
 from driftrec.envs.shop import N_COUNT_KINDS, ShopModel
 from driftrec.envs.state import BEHAVIOURS, CART, CLICK, IMPRESSION, PAD, PURCHASE, SEARCH, VIEW
+from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME, PRICE_FEATURE_CLIP
 
 USER_PARTS = ("demographics", "calendar", "context", "events", "counts", "last_interactions")
 """The observation parts that describe the user (everything before the candidates and hidden parts)."""
@@ -95,6 +96,8 @@ class FeatureSpec:
     item_price: np.ndarray  # (I,) float64
     item_features: np.ndarray  # (I, C + 1) float32 category one-hot then clipped log relative price
     event_flags: np.ndarray  # (days, C) float32 calendar event flags (used when events_visible)
+    day_offset: float = 0.0  # subtracted from event_days(timestamp): a real log's days count from its first week
+    source: str = "simulator"  # "log": the features of a log's own catalog (from_log), served by no simulator
 
     @classmethod
     def from_model(cls, model: Any) -> FeatureSpec:
@@ -124,8 +127,75 @@ class FeatureSpec:
         """The spec of a simulator config (builds its world)."""
         return cls.from_model(ShopModel(cfg))
 
+    @classmethod
+    def from_log(cls, item_category: np.ndarray, item_price: np.ndarray, n_categories: int, *,
+                 horizon_days: float, day_offset: float, count_scale: np.ndarray, slate_size: int = 1,
+                 history_len: int = 20, last_interactions: int = 3, count_decay: float = 0.9) -> FeatureSpec:
+        """The spec of a log's own catalog (``source="log"``), for logs no simulator preset describes.
+
+        The user part has the simulator's layout without calendar events (demographics zero,
+        calendar, context, counts, last interactions), so every model reads it unchanged.
+        ``item_category`` (I,) in ``[0, n_categories)``; ``item_price`` (I,) may be NaN (unknown:
+        price feature 0, otherwise ``log(price / median price)`` clipped as the simulator's);
+        ``day_offset`` shifts the timestamps so that day 0 starts the log's first week (the
+        calendar phase is kept); ``count_scale`` (4,) is the per-request count of impressions,
+        clicks, purchases and organic events that maps to 1 (counts are scaled by
+        ``(1 - count_decay) / count_scale``). ``cfg`` is the default SimConfig, a placeholder:
+        these features follow no simulator config (see :meth:`mismatch`).
+        """
+        cat = np.asarray(item_category, dtype=np.int64)
+        price = np.asarray(item_price, dtype=np.float64)
+        c = int(n_categories)
+        if cat.size and (cat.min() < 0 or cat.max() >= c):
+            raise ConfigError(f"item categories must lie in [0, {c})")
+        known = np.isfinite(price) & (price > 0)
+        ref = float(np.median(price[known])) if known.any() else 1.0
+        feature = np.zeros(cat.size, dtype=np.float32)
+        feature[known] = np.clip(np.log(price[known] / ref), -PRICE_FEATURE_CLIP, PRICE_FEATURE_CLIP)
+        item_features = np.zeros((cat.size, c + 1), dtype=np.float32)
+        item_features[np.arange(cat.size), cat] = 1.0
+        item_features[:, c] = feature
+        widths = {"demographics": N_AGE + N_GENDER + N_INCOME, "calendar": 2, "context": 3,
+                  "counts": N_COUNT_KINDS * c, "last_interactions": last_interactions * (c + len(BEHAVIOURS))}
+        slices, start = {}, 0
+        for name, width in widths.items():
+            if name == "last_interactions" and not last_interactions:
+                continue
+            slices[name], start = slice(start, start + width), start + width
+        scale = np.maximum(np.asarray(count_scale, dtype=np.float64).reshape(N_COUNT_KINDS), 1e-9)
+        norm = np.repeat((1.0 - count_decay) / scale, c).astype(np.float32)
+        return cls(cfg=SimConfig(), n_items=int(cat.size), n_categories=c, slate_size=int(slate_size),
+                   history_len=int(history_len), last_interactions=int(last_interactions),
+                   count_decay=float(count_decay), count_norm=norm, horizon_days=float(horizon_days),
+                   user_slices=slices, user_dim=start, item_category=cat, item_price=price,
+                   item_features=item_features, event_flags=np.zeros((1, c), dtype=np.float32),
+                   day_offset=float(day_offset), source="log")
+
+    def to_state(self) -> dict[str, Any]:
+        """A log spec as plain values and tensors-to-be (what a checkpoint stores; see :meth:`from_state`)."""
+        return {"item_category": self.item_category.tolist(), "item_price": self.item_price.tolist(),
+                "n_categories": self.n_categories, "horizon_days": self.horizon_days, "day_offset": self.day_offset,
+                "count_norm": self.count_norm.tolist(), "slate_size": self.slate_size,
+                "history_len": self.history_len, "last_interactions": self.last_interactions,
+                "count_decay": self.count_decay}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> FeatureSpec:
+        """The log spec of :meth:`to_state`."""
+        decay = float(state["count_decay"])
+        norm = np.asarray(state["count_norm"], dtype=np.float64).reshape(N_COUNT_KINDS, -1)[:, 0]
+        spec = cls.from_log(np.asarray(state["item_category"]), np.asarray(state["item_price"], dtype=np.float64),
+                            int(state["n_categories"]), horizon_days=float(state["horizon_days"]),
+                            day_offset=float(state["day_offset"]), count_scale=(1.0 - decay) / norm,
+                            slate_size=int(state["slate_size"]), history_len=int(state["history_len"]),
+                            last_interactions=int(state["last_interactions"]), count_decay=decay)
+        return dataclasses.replace(spec, count_norm=np.asarray(state["count_norm"], dtype=np.float32))
+
     def mismatch(self, other: FeatureSpec, sequence: bool) -> str | None:
         """Why a model trained with ``self`` cannot read observations of ``other`` (None if it can)."""
+        if self.source != other.source:
+            return ("the model was trained on a log's own catalog and features (offline scoring only), "
+                    "not on a simulator preset's")
         if self.user_slices != other.user_slices:
             return "the observation layouts differ (categories, events_visible or last_interactions)"
         if self.n_items != other.n_items or not (np.array_equal(self.item_category, other.item_category)
@@ -222,7 +292,7 @@ def build_examples(events: pd.DataFrame, spec: FeatureSpec) -> Examples:
     """
     if len(events) == 0:
         return _empty_examples(spec)
-    t_all = event_days(events["timestamp"])
+    t_all = event_days(events["timestamp"]) - spec.day_offset
     user_all = events["user_id"].to_numpy(np.int64)
     order = np.lexsort((t_all, user_all))  # stable: rows of one step keep their log order
     user, t = user_all[order], t_all[order]

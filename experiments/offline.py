@@ -1,0 +1,241 @@
+"""``driftrec offline``: evaluate recommenders offline on a log (issue 6, "Offline evaluation").
+
+One entry point, :func:`run_offline`, serves the CLI and the tests: load the log
+(:func:`driftrec.envs.logs.load_log`), split it leave-last-out per user, fit each model, score the
+held-out cases and write the run folder:
+
+- ``results.csv``: one row per model (popularity first): HR@k, NDCG@k, MRR, click and purchase AUC
+  (empty where the log has no such labels), test cases, train seconds;
+- ``metrics.json``: everything (data statistics, the split, each model's metrics, notes);
+- ``<model>/model.pt``: each trained model (:func:`driftrec.agents.supervised.load_model` reads it);
+- ``summary.md``: the table and what the models can be used for.
+
+Every file is written atomically. The protocol (targets, split, negatives, features, metrics) is
+documented in :mod:`driftrec.agents.supervised.offline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from driftrec.experiments.artifacts import atomic_path, plain, write_text
+from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineConfig:
+    """What ``driftrec offline`` runs."""
+
+    logs: Path  # CSV or Parquet log (raw, or a driftrec event log)
+    models: tuple[str, ...] = ("popularity", "mlp", "gru", "transformer")  # popularity is always evaluated
+    out: Path | None = None  # run folder for results.csv, metrics.json, <model>/model.pt, summary.md
+    format: Path | None = None  # LogFormat YAML for raw logs (column names, behaviour mapping)
+    skip_bad_rows: bool = False  # skip (and count) bad rows instead of stopping at the first
+    preset: str | None = None  # the preset whose catalog the log's items are (features for the simulator)
+    seed: int = 0  # seed of model weights, batches and sampled negatives
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # SupervisedConfig keys
+    negatives: int = 4  # sampled negatives per target when the log has no impressions
+    min_targets: int = 3  # users with fewer targets are training-only
+
+
+@dataclasses.dataclass
+class OfflineResult:
+    """What :func:`run_offline` measured."""
+
+    rows: list[dict[str, Any]]  # one per model, the columns of results.csv
+    metrics: dict[str, Any]  # the content of metrics.json
+    notes: list[str]  # what the models can be used for, and why
+
+
+def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = None) -> OfflineResult:
+    """Load, split, train and evaluate every model of ``config``; write the run folder when ``out`` is set.
+
+    User mistakes (missing file, bad format YAML, unknown model or key, unusable log) raise
+    :class:`driftrec.envs.config.ConfigError` or :class:`CLIError` with a one-line message.
+    """
+    from driftrec.agents.supervised import SupervisedConfig
+    from driftrec.agents.supervised.offline import (
+        evaluate_popularity,
+        parse_models,
+        prepare_offline,
+        train_offline_model,
+    )
+    from driftrec.envs.config import ConfigError
+    from driftrec.envs.logs import LogFormat, LogLoadError, load_log
+    from driftrec.envs.presets import preset_config
+
+    say = progress or (lambda _: None)
+    models = parse_models(list(config.models))
+    train_cfg = SupervisedConfig.from_dict(dict(config.overrides))  # unknown keys: ConfigError naming them
+    sim_override = preset_config(config.preset) if config.preset is not None else None
+    if config.out is not None and config.out.exists() and not config.out.is_dir():
+        raise CLIError(f"cannot write to '{config.out}': it is a file, not a folder")
+    if not config.logs.is_file():
+        raise CLIError(f"--logs {config.logs}: no such file")
+    fmt = None
+    if config.format is not None:
+        if not config.format.is_file():
+            raise CLIError(f"--format {config.format}: no such file")
+        try:
+            raw = yaml.safe_load(config.format.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise CLIError(f"--format {config.format}: not valid YAML ({' '.join(str(err).split())[:160]})") from None
+        if not isinstance(raw, dict):
+            raise CLIError(f"--format {config.format}: expected a mapping of LogFormat keys")
+        fmt = LogFormat.from_dict(raw)
+
+    start = time.perf_counter()
+    say(f"loading {config.logs}")
+    try:
+        loaded = load_log(config.logs, fmt, skip_bad_rows=config.skip_bad_rows)
+    except LogLoadError as err:
+        raise CLIError(str(err)) from None
+    except (ConfigError, ValueError) as err:  # the loader's one-line errors
+        raise CLIError(str(err)) from None
+    sim_cfg = sim_override if sim_override is not None else loaded.sim_config
+    data = prepare_offline(loaded.events, items=loaded.items, sim_config=sim_cfg,
+                           require_sim=sim_override is not None, negatives=config.negatives,
+                           min_targets=config.min_targets, seed=config.seed, name=f"log {config.logs}")
+    st = data.stats
+    say(f"{st['events']} events, {st['users']} users, {st['items']} items; targets: {data.target_rule} "
+        f"({st['targets']}); {st['test_users']} users held out, {st['training_only_users']} training-only "
+        f"(fewer than {st['min_targets']} targets)")
+    k = train_cfg.top_k
+    per_model: dict[str, dict[str, Any]] = {"popularity": evaluate_popularity(data, k)}
+    per_model["popularity"]["train_seconds"] = 0.0
+    trained = {}
+    for kind in models[1:]:
+        say(f"training {kind} on {len(data.train)} examples ({len(data.val)} for early stopping)")
+        model, out = train_offline_model(kind, data, train_cfg, config.seed, say)
+        per_model[kind] = out
+        trained[kind] = model
+        say(f"{kind}: HR@{k} {_fmt(out[f'hr@{k}'])}, NDCG@{k} {_fmt(out[f'ndcg@{k}'])}, MRR {_fmt(out['mrr'])}, "
+            f"{out['train_seconds']:.1f} s")
+
+    rows = [{"model": kind, f"hr@{k}": m[f"hr@{k}"], f"ndcg@{k}": m[f"ndcg@{k}"], "mrr": m["mrr"],
+             "click_auc": m["click_auc"], "purchase_auc": m["purchase_auc"], "test_cases": m["n"],
+             "train_seconds": m["train_seconds"]} for kind, m in per_model.items()]
+    notes = _notes(data, config, list(trained))
+    metrics = plain({
+        "logs": str(config.logs), "seed": config.seed, "models": models, "preset": config.preset,
+        "target_rule": data.target_rule, "pseudo_negatives": data.pseudo,
+        "seen_items_excluded": False, "policy_ready": data.policy_ready, "why_offline_only": data.why_offline_only,
+        "labels": {"click": data.has_click_labels, "purchase": data.has_purchase_labels},
+        "data": st, "load": dataclasses.asdict(loaded.report) if dataclasses.is_dataclass(loaded.report) else None,
+        "train_config": train_cfg.to_dict(), "results": per_model, "notes": notes,
+        "seconds": time.perf_counter() - start,
+    }, finite=True)
+    if config.out is not None:
+        _write(config.out, rows, metrics, trained, notes, k)
+        say(f"wrote {config.out}")
+    return OfflineResult(rows=rows, metrics=metrics, notes=notes)
+
+
+def _notes(data: Any, config: OfflineConfig, kinds: list[str]) -> list[str]:
+    notes = [f"targets: {data.target_rule}; each user's last is the test case, ranked against all "
+             f"{data.spec.n_items} items (already-seen items are not excluded)"]
+    if data.pseudo:
+        notes.append(f"the log has no impressions: models trained on each target with {config.negatives} uniformly "
+                     "sampled negatives; click AUC is n/a")
+    elif not data.has_purchase_labels:
+        notes.append("the log has no purchases: purchase AUC is n/a")
+    if kinds and data.policy_ready:
+        notes.append("the models use the simulator's features: load_model(<out>/<model>/model.pt).as_policy(sim) "
+                     "serves them in ShopSim (gru and transformer need obs_mode=history)")
+    elif kinds:
+        notes.append(f"the models are for offline scoring only: {data.why_offline_only}")
+    return notes
+
+
+def _write(out: Path, rows: list[dict[str, Any]], metrics: dict[str, Any], trained: Mapping[str, Any],
+           notes: list[str], k: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for kind, model in trained.items():
+        with atomic_path(out / kind / "model.pt") as tmp:
+            model.save(tmp)
+    with atomic_path(out / "results.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    lines = [f"# Offline evaluation of {metrics['logs']}", "",
+             f"| model | HR@{k} | NDCG@{k} | MRR | click AUC | purchase AUC | test cases | train s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {_fmt(r[f'hr@{k}'])} | {_fmt(r[f'ndcg@{k}'])} | {_fmt(r['mrr'])} | "
+                     f"{_fmt(r['click_auc'])} | {_fmt(r['purchase_auc'])} | {r['test_cases']} | "
+                     f"{r['train_seconds']:.1f} |")
+    lines += ["", *(f"- {n}" for n in notes), ""]
+    write_text(out / "summary.md", "\n".join(lines))
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+# ------------------------------------------------------------------------------------- CLI
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``driftrec offline``."""
+    p = sub.add_parser(
+        "offline", help="evaluate recommenders offline on a log (leave-last-out, HR@10, NDCG@10, MRR, AUC)",
+        description="Split a log leave-last-out per user (each user's last click or purchase is the test case, the "
+                    "one before it validation), train the models on the rest and rank each held-out item against "
+                    "the whole catalog. Prints the results table; with --out writes results.csv, metrics.json, "
+                    "summary.md and <model>/model.pt.")
+    p.add_argument("--logs", required=True, type=Path, metavar="FILE",
+                   help="log to evaluate on: CSV or Parquet, raw or a driftrec event log")
+    p.add_argument("--model", default="popularity,mlp,gru,transformer", metavar="NAMES",
+                   help="comma list of popularity, mlp, gru, transformer (default: all; popularity always runs)")
+    p.add_argument("--out", type=Path, default=None, help="run folder, e.g. runs/NAME (default: print only)")
+    p.add_argument("--format", type=Path, default=None, metavar="FMT.yaml",
+                   help="LogFormat YAML of a raw log (column names, behaviour mapping)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad rows instead of failing")
+    p.add_argument("--preset", default=None,
+                   help="the log's items are this preset's catalog: train with its features so the models act "
+                        "in the simulator (a simulated log's stored config is used without it)")
+    p.add_argument("--seed", type=int_arg(0, 2**32, "an integer seed"), default=0,
+                   help="seed of weights, batches and sampled negatives (default: 0)")
+    p.add_argument("--negatives", type=positive_int, default=4,
+                   help="sampled negatives per target for logs without impressions (default: 4)")
+    p.add_argument("--min-targets", type=int_arg(2, what="an integer"), default=3,
+                   help="users with fewer targets are training-only (default: 3)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training key of SupervisedConfig (e.g. epochs=5); repeatable")
+    p.set_defaults(func=run_offline_cli)
+
+
+def run_offline_cli(args: argparse.Namespace) -> int:
+    """``driftrec offline``: run, print the table and the notes."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    config = OfflineConfig(logs=args.logs, models=tuple(args.model.split(",")), out=args.out, format=args.format,
+                           skip_bad_rows=args.skip_bad_rows, preset=args.preset, seed=args.seed,
+                           overrides=parse_overrides(args.overrides), negatives=args.negatives,
+                           min_targets=args.min_targets)
+    result = run_offline(config, progress=lambda line: print(f"offline: {line}", file=sys.stderr, flush=True))
+    table = Table(title=f"offline evaluation of {escape(str(args.logs))} (leave-last-out, full catalog)")
+    columns = list(result.rows[0])
+    for col in columns:
+        table.add_column(col, justify="left" if col == "model" else "right", style="bold" if col == "model" else "")
+    for row in result.rows:
+        table.add_row(*(escape(_fmt(row[c])) if c != "train_seconds" else f"{row[c]:.1f}" for c in columns))
+    console = Console(width=max(Console().width, 110))
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}")
+    if args.out is not None:
+        print(f"-> {args.out}")
+    return 0
