@@ -1,21 +1,41 @@
-"""Named, versioned presets: a paragraph of description and the knobs they set on SimConfig."""
+"""Named, versioned presets: a paragraph of description and the knobs they set on SimConfig.
+
+Besides the built-in :data:`PRESETS`, a preset can be a YAML file (``driftrec calibrate`` writes
+one), accepted wherever a preset name is (``preset_config``, ``driftrec simulate --preset``,
+``compare``'s ``presets``)::
+
+    name: my-shop            # required: how tables and run folders name it
+    version: 1
+    summary: one line
+    description: a paragraph
+    base: default            # the built-in preset it starts from (default: default)
+    overrides: {n_items: 800, no_click_utility: 2.1}   # SimConfig keys over the base
+    source: {...}            # optional, free-form: where it came from (calibrate: the log)
+    created: 2026-05-01      # optional
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
+    """A named, versioned set of SimConfig overrides with a paragraph of description."""
+
     name: str
     version: int
     summary: str
     description: str
-    overrides: Mapping[str, Any]
+    overrides: Mapping[str, Any]  # over SimConfig's defaults (a file preset: its base's, then its own)
+    base: str | None = None  # a file preset: the built-in preset it starts from
+    path: str | None = None  # a file preset: the YAML file it was read from
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
@@ -71,9 +91,66 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
 ]}
 
 
+PRESET_FILE_KEYS = ("name", "version", "summary", "description", "base", "overrides", "source", "created")
+"""Top-level keys of a preset YAML file."""
+
+
+def is_preset_path(preset: str) -> bool:
+    """Whether ``preset`` names a preset file rather than a built-in preset (it is not a built-in
+    name and ends in .yaml/.yml, contains a path separator, or is an existing file)."""
+    text = str(preset)
+    if text in PRESETS:
+        return False
+    return text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text or Path(text).is_file()
+
+
+def load_preset_file(path: str | os.PathLike[str]) -> Preset:
+    """The preset in the YAML file ``path`` (format in the module doc).
+
+    Every problem is one ConfigError naming the file: missing, not YAML, an unknown top-level key,
+    a missing name, an unknown base preset, or a bad SimConfig key or value in ``overrides``.
+    """
+    where = f"preset file '{path}'"
+    data = read_yaml_mapping(path, "preset file")
+    for key in data:
+        if key not in PRESET_FILE_KEYS:
+            raise ConfigError(f"{where}: unknown key '{key}'; expected {', '.join(PRESET_FILE_KEYS)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip() or "/" in name or name in PRESETS:
+        raise ConfigError(f"{where}: 'name' must be a non-empty name without '/' that is not a built-in "
+                          f"preset, got {name!r}")
+    base = data.get("base", "default")
+    if base not in PRESETS:
+        raise ConfigError(f"{where}: unknown base preset {base!r}; choose one of: {', '.join(PRESETS)}")
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{where}: 'version' must be a positive integer, got {version!r}")
+    own = data.get("overrides") or {}
+    if not isinstance(own, Mapping):
+        raise ConfigError(f"{where}: 'overrides' must be a mapping of SimConfig keys, got {own!r}")
+    overrides = {**PRESETS[base].overrides, **own}
+    try:
+        SimConfig.from_dict(overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: overrides: {err}") from None
+    for key in ("summary", "description"):
+        if not isinstance(data.get(key, ""), str):
+            raise ConfigError(f"{where}: '{key}' must be text, got {data[key]!r}")
+    return Preset(name, version, data.get("summary", ""), data.get("description", ""), overrides,
+                  base=base, path=str(path))
+
+
+def resolve_preset(preset: str) -> Preset:
+    """The :class:`Preset` of a built-in name or of a preset YAML file path (ConfigError otherwise)."""
+    if preset in PRESETS:
+        return PRESETS[preset]
+    if is_preset_path(preset):
+        return load_preset_file(preset)
+    raise ConfigError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}, or a preset YAML file")
+
+
 def preset_config(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> SimConfig:
-    """SimConfig of a named preset with ``overrides`` on top; unknown names or keys raise ConfigError."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
-    cfg = SimConfig.from_dict(PRESETS[preset].overrides)
+    """SimConfig of a named preset (or a preset YAML file's path) with ``overrides`` on top; unknown
+    names, bad files or bad keys raise ConfigError."""
+    cfg = SimConfig.from_dict(resolve_preset(preset).overrides)
     return SimConfig.from_dict(overrides or {}, base=cfg)

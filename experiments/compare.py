@@ -58,7 +58,7 @@ import pandas as pd
 import yaml
 
 from driftrec.envs.config import ConfigError, knob, read_yaml_mapping, replace_checked
-from driftrec.envs.presets import PRESETS, preset_config
+from driftrec.envs.presets import PRESETS, is_preset_path, preset_config, resolve_preset
 from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
 
 REFERENCE = ("random", "popularity", "logging", "oracle-greedy")
@@ -146,8 +146,13 @@ class CompareConfig:
     def validate(self) -> None:
         """Check the presets, policies and nested mappings (each mistake: one ConfigError line)."""
         for preset in self.presets:
-            if preset not in PRESETS:
-                raise ConfigError(f"unknown preset '{preset}' in presets; choose from: {', '.join(PRESETS)}")
+            if preset not in PRESETS and not is_preset_path(preset):
+                raise ConfigError(f"unknown preset '{preset}' in presets; choose from: {', '.join(PRESETS)}, "
+                                  "or a preset YAML file")
+            resolve_preset(preset)  # a bad preset file: one line naming it
+        labels = [resolve_preset(p).name for p in self.presets]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"presets must have distinct names, got {labels}")
         for policy in self.policies:
             check_policy(policy)
         for what, names in (("presets", self.presets), ("policies", self.policies)):
@@ -275,11 +280,16 @@ class World:
     def __init__(self, run: Path, cfg: CompareConfig, preset: str, seed: int, report: Reporter):
         from driftrec.envs.model import build_model
 
-        self.cfg, self.preset, self.seed, self.report = cfg, preset, seed, report
-        self.folder = run / "cells" / preset / f"seed{seed}"
+        # a preset file runs as its base preset with its keys as overrides (training reads base names);
+        # tables and folders use its name
+        resolved = resolve_preset(preset)
+        self.base_preset = resolved.base or preset
+        file_keys = dict(resolved.overrides) if resolved.base else {}
+        self.cfg, self.preset, self.seed, self.report = cfg, resolved.name, seed, report
+        self.folder = run / "cells" / self.preset / f"seed{seed}"
         base = preset_config(preset, cfg.sim)
-        self.overrides = {**dict(cfg.sim), "world_seed": base.world_seed + seed}
-        self.sim_cfg = preset_config(preset, self.overrides)
+        self.overrides = {**file_keys, **dict(cfg.sim), "world_seed": base.world_seed + seed}
+        self.sim_cfg = preset_config(self.base_preset, self.overrides)
         self.model = build_model(self.sim_cfg)
         self._history_model: Any = None
         self._logs: pd.DataFrame | None = None
@@ -410,7 +420,7 @@ class World:
             self.report(f"{self.name}: training {algo} for {self.cfg.rl_timesteps:,} user-steps")
             evals = self.cfg.rl_evaluations
             result = run_train(RLTrainConfig(
-                algo, out, preset=self.preset, overrides=self.overrides, hyperparams=hp, hyperparams_file=hp_file,
+                algo, out, preset=self.base_preset, overrides=self.overrides, hyperparams=hp, hyperparams_file=hp_file,
                 timesteps=self.cfg.rl_timesteps, users=self.cfg.rl_users or None, seed=self.seed,
                 eval_freq=max(self.cfg.rl_timesteps // evals, 1) if evals else 0, eval_users=self.cfg.rl_eval_users,
                 checkpoint_freq=0, progress_bar=sys.stderr.isatty()))
@@ -448,8 +458,8 @@ class World:
         what = f"{kind} (fine-tuned on the last {self.cfg.finetune_days:g} days)" if finetune else kind
         self.report(f"{self.name}: training {what} on {len(logs):,} logged events")
         finetune_days = self.cfg.finetune_days if finetune else None
-        metrics = train_supervised(kind, self.logs_path, out, finetune_days=finetune_days,
-                                   seed=self.seed, preset=self.preset, **dict(self.cfg.supervised), **self.overrides)
+        metrics = train_supervised(kind, self.logs_path, out, finetune_days=finetune_days, seed=self.seed,
+                                   preset=self.base_preset, **dict(self.cfg.supervised), **self.overrides)
         test = metrics["test"]
         self.report(f"{self.name}: {what} trained in {metrics['train_seconds']:.1f} s, held-out click AUC "
                     f"{_fmt(test['click']['auc'])}")
