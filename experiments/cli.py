@@ -217,12 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_presets_parser(sub)
     add_simulate_parser(sub)
     # bench, train and evaluate import numba kernels, SB3 and torch only when they run
-    from driftrec.experiments import bench, compare, train, tune
+    from driftrec.experiments import bench, calibrate, compare, ingest, offline, train, tune
 
     compare.add_parser(sub)
     bench.add_parser(sub)
     train.add_parser(sub)
     tune.add_parser(sub)
+    ingest.add_parser(sub)
+    offline.add_parser(sub)
+    calibrate.add_parser(sub)
     return parser
 
 
