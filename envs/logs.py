@@ -354,7 +354,7 @@ def load_log(path: str | os.PathLike[str], fmt: LogFormat | None = None, skip_ba
             return _load_event_log(path, schema, start)
         source: _Source = _ParquetSource(path, schema, chunk_rows)
     else:
-        source = _CsvSource(path, fmt, chunk_rows, skip_bad_rows)
+        source = _CsvSource(path, fmt, chunk_rows)
     return _Loader(path, fmt, source, skip_bad_rows, progress).run(start)
 
 
@@ -436,8 +436,8 @@ class _ParquetSource(_Source):
 
 
 class _CsvSource(_Source):
-    def __init__(self, path: Path, fmt: LogFormat, chunk_rows: int, skip_bad_rows: bool):
-        self.path, self.fmt, self.chunk_rows, self.skip = path, fmt, chunk_rows, skip_bad_rows
+    def __init__(self, path: Path, fmt: LogFormat, chunk_rows: int):
+        self.path, self.fmt, self.chunk_rows = path, fmt, chunk_rows
         self._gzip = path.suffix == ".gz"
         opener = gzip.open if self._gzip else open
         try:

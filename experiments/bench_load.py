@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,8 +125,10 @@ def measure(path: Path, fmt: dict[str, Any], chunk_rows: int) -> dict[str, Any]:
     return out
 
 
-def run(rows: int, out: Path | None, chunk_rows: int, folder: Path | None = None) -> dict[str, Any]:
-    """Generate, load each form in a child, print the table; return (and write) the report."""
+def run(rows: int, out: Path | None, chunk_rows: int, folder: Path | None = None, repeats: int = 3) -> dict[str, Any]:
+    """Generate, load each form ``repeats`` times, each in a fresh child, print the table of the
+    medians (time, peak RSS; the shared machine is noisy); return (and write) the report with
+    every sample."""
     with tempfile.TemporaryDirectory(prefix="driftrec-bench-load-", dir=folder) as tmp:
         start = time.perf_counter()
         paths = generate(rows, Path(tmp))
@@ -133,11 +136,15 @@ def run(rows: int, out: Path | None, chunk_rows: int, folder: Path | None = None
         print(f"generated {rows:,} rows in 3 files in {generate_s:.1f} s", file=sys.stderr)
         results = []
         for name, path in paths.items():
-            res = measure(path, FORMATS[name], chunk_rows)
-            res.update(file=name, rows=rows, file_mib=path.stat().st_size / MIB,
+            samples = [measure(path, FORMATS[name], chunk_rows) for _ in range(repeats)]
+            res = dict(samples[0])
+            for key in ("seconds", "peak_rss_mib", "import_rss_mib"):
+                res[key] = float(statistics.median(sample[key] for sample in samples))
+            res.update(file=name, rows=rows, file_mib=path.stat().st_size / MIB, repeats=repeats, samples=samples,
                        rows_per_s=rows / res["seconds"] if res["seconds"] else float("inf"))
             results.append(res)
-            print(f"  {name}: {res['seconds']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+            print(f"  {name}: median of {repeats}: {res['seconds']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB",
+                  file=sys.stderr)
     report = {
         "rows": rows, "chunk_rows": chunk_rows, "generate_seconds": generate_s, "results": results,
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
@@ -170,10 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=1_000_000, help="load_log's chunk_rows (default: 1,000,000)")
     parser.add_argument("--tmp", type=Path, default=None,
                         help="folder for the temporary log files (default: the system's; 10M rows need about 2 GB)")
+    parser.add_argument("--repeats", type=int, default=3, help="loads of each file, each in a fresh process; "
+                                                                   "the table shows medians (default: 3)")
     args = parser.parse_args(argv)
-    if args.rows < 1 or args.chunk_rows < 1:
-        parser.error("--rows and --chunk-rows must be positive")
-    run(args.rows, args.out, args.chunk_rows, args.tmp)
+    if args.rows < 1 or args.chunk_rows < 1 or args.repeats < 1:
+        parser.error("--rows, --chunk-rows and --repeats must be positive")
+    run(args.rows, args.out, args.chunk_rows, args.tmp, args.repeats)
     return 0
 
 

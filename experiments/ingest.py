@@ -1,6 +1,6 @@
 """``driftrec load``: convert a raw interaction log (CSV or Parquet) into a driftrec event log.
 
-``driftrec load shop.csv --out events.parquet [--format shop.yaml] [--set key=value ...]
+``driftrec load --logs shop.csv --out events.parquet [--format shop.yaml] [--set key=value ...]
 [--skip-bad-rows]`` reads the log with :func:`driftrec.envs.logs.load_log` and writes the events
 (Parquet, the event schema) and an items sidecar ``events.items.parquet`` (dense item id ->
 original id, category, median price) next to it, then prints what it did: rows read, kept,
@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "price, category, session_id, position) into the event log schema, and write it as Parquet "
                     "with an items sidecar (OUT with .items.parquet: dense item id -> original id, category, "
                     "price). Rows are numbered from 1 after the header in error messages.")
-    p.add_argument("logs", type=Path, metavar="LOGS", help="the raw log: a CSV (optionally .gz) or Parquet file")
+    p.add_argument("--logs", required=True, type=Path, metavar="FILE",
+                   help="the raw log: a CSV (optionally .gz) or Parquet file")
     p.add_argument("--out", required=True, type=Path, help="output event log (Parquet), e.g. events.parquet")
     p.add_argument("--format", dest="format_file", type=Path, default=None, metavar="FILE",
                    help="log format YAML: columns (renames), behaviours (value -> behaviour or drop), drop, "

@@ -47,7 +47,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.presets import PRESETS, preset_config
+from driftrec.envs.presets import preset_config, resolve_preset
 from driftrec.envs.rollout import train_seeds
 from driftrec.experiments.artifacts import plain
 from driftrec.experiments.cli import CLIError, check_output, int_arg, non_negative_int, parse_overrides, positive_int
@@ -152,7 +152,8 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
     if algo not in RL_ALGOS:
         raise ConfigError(f"unknown algorithm '{algo}'; choose one of: {', '.join(RL_ALGOS)}")
     cfg = preset_config(config.preset, config.overrides)
-    hp = load_hyperparams(algo, config.preset, config.hyperparams_file)
+    preset = resolve_preset(config.preset)  # a calibrated preset file takes its base preset's hyperparameters
+    hp = load_hyperparams(algo, preset.base or preset.name, config.hyperparams_file)
     hp.update(config.hyperparams)
     if config.timesteps is not None:
         hp["n_timesteps"] = config.timesteps
@@ -231,7 +232,7 @@ def _spec(config: RLTrainConfig, out: Path, cfg: SimConfig, env: dict[str, Any],
         "spec_version": SPEC_VERSION,
         "algo": config.algo,
         "preset": config.preset,
-        "preset_version": PRESETS[config.preset].version,
+        "preset_version": resolve_preset(config.preset).version,
         "overrides": plain(dict(config.overrides)),
         "config": plain(cfg.to_dict()),
         "env": env,

@@ -508,6 +508,10 @@ def _setup(config: TuneConfig) -> _Setup:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     space = load_search_space(config.algo, config.space)
+    if config.preset not in PRESETS:
+        # best.yml is keyed by preset and compare looks a file preset's hyperparameters up under its base
+        raise ConfigError(f"tune takes a built-in preset, not '{config.preset}'; to tune for a calibrated preset "
+                          f"file, tune on its base preset with its overrides as --set keys")
     sim = preset_config(config.preset, config.overrides)
     overrides = {k: _plain(getattr(sim, k)) for k in sorted(config.overrides)}
     settings: dict[str, Any] = {"algo": config.algo, "preset": config.preset,

@@ -25,7 +25,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 def test_load_writes_events_and_items_and_prints_a_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "events.parquet"
-    code, stdout, stderr = run_cli(capsys, "load", str(MESSY), "--out", str(out), "--skip-bad-rows")
+    code, stdout, stderr = run_cli(capsys, "load", "--logs", str(MESSY), "--out", str(out), "--skip-bad-rows")
     assert code == 0, stderr
     lines = stdout.splitlines()
     assert lines[0].startswith(f"loaded {MESSY} -> {out} (+ events.items.parquet) in ")
@@ -48,7 +48,7 @@ def test_format_yaml_and_set_overrides(capsys: pytest.CaptureFixture[str], tmp_p
     fmt = tmp_path / "ratings.yaml"
     fmt.write_text("columns: {user_id: userId, item_id: movieId, behaviour: rating}\nrating_threshold: 4\n")
     out = tmp_path / "events.parquet"
-    code, stdout, stderr = run_cli(capsys, "load", str(log), "--out", str(out), "--format", str(fmt),
+    code, stdout, stderr = run_cli(capsys, "load", "--logs", str(log), "--out", str(out), "--format", str(fmt),
                                    "--set", "rating_below=drop")
     assert code == 0, stderr
     assert "rows: 3 read, 2 kept, 0 skipped, 1 dropped" in stdout and "dropped: 'rating < 4' 1" in stdout
@@ -70,18 +70,19 @@ def test_format_yaml_and_set_overrides(capsys: pytest.CaptureFixture[str], tmp_p
 def test_user_mistakes_are_one_line_and_leave_nothing(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                       args: list[str], message: str) -> None:
     out = tmp_path / "events.parquet"
-    code, stdout, stderr = run_cli(capsys, "load", str(MESSY), "--out", str(out), *args)
+    code, stdout, stderr = run_cli(capsys, "load", "--logs", str(MESSY), "--out", str(out), *args)
     assert code == 2
     assert stderr == f"driftrec: error: {message}\n"
     assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_paths_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, stderr = run_cli(capsys, "load", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "e.parquet"))
+    code, _, stderr = run_cli(capsys, "load", "--logs", str(tmp_path / "nope.csv"),
+                              "--out", str(tmp_path / "e.parquet"))
     assert (code, stderr) == (2, f"driftrec: error: log file '{tmp_path / 'nope.csv'}' does not exist\n")
-    code, _, stderr = run_cli(capsys, "load", str(MESSY), "--out", str(tmp_path / "no" / "e.parquet"))
+    code, _, stderr = run_cli(capsys, "load", "--logs", str(MESSY), "--out", str(tmp_path / "no" / "e.parquet"))
     assert code == 2 and "folder" in stderr and "does not exist" in stderr and stderr.count("\n") == 1
-    code, _, stderr = run_cli(capsys, "load", str(MESSY), "--out", str(MESSY))
+    code, _, stderr = run_cli(capsys, "load", "--logs", str(MESSY), "--out", str(MESSY))
     assert code == 2 and "is the input log" in stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -90,7 +91,7 @@ def test_a_simulated_log_goes_through_unchanged(capsys: pytest.CaptureFixture[st
     sim = tmp_path / "sim.parquet"
     assert main(["simulate", "--users", "4", "--days", "1", "--set", "n_items=30", "--out", str(sim)]) == 0
     out = tmp_path / "copy.parquet"
-    code, stdout, stderr = run_cli(capsys, "load", str(sim), "--out", str(out))
+    code, stdout, stderr = run_cli(capsys, "load", "--logs", str(sim), "--out", str(out))
     assert code == 0, stderr
     assert "a driftrec-simulated log" in stdout and "items 30," in stdout
     pd.testing.assert_frame_equal(load_events(out), load_events(sim))
@@ -99,11 +100,13 @@ def test_a_simulated_log_goes_through_unchanged(capsys: pytest.CaptureFixture[st
 @pytest.mark.slow
 def test_bench_load_runs_at_a_tiny_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    assert bench_load.main(["--rows", "3000", "--out", str(out), "--chunk-rows", "1000", "--tmp", str(tmp_path)]) == 0
+    assert bench_load.main(["--rows", "3000", "--out", str(out), "--chunk-rows", "1000", "--tmp", str(tmp_path),
+                            "--repeats", "2"]) == 0
     report = json.loads(out.read_text())
     assert report["rows"] == 3000 and [r["file"] for r in report["results"]] == ["iso.csv", "epoch.csv", "log.parquet"]
     for result in report["results"]:
         assert result["events"] == 3000 and result["users"] == 300 and result["items"] <= bench_load.N_ITEMS
         assert result["peak_rss_mib"] >= result["import_rss_mib"] > 0 and result["seconds"] > 0
+        assert len(result["samples"]) == 2 and result["repeats"] == 2
     assert "rows/s" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]  # the temporary logs are gone

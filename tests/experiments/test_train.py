@@ -114,6 +114,26 @@ def test_train_without_evaluation_writes_no_evaluations(tmp_path: Path) -> None:
     assert not (result.out / "checkpoints").exists()
 
 
+def test_train_on_a_preset_file_uses_its_knobs_and_its_base_presets_hyperparameters(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    preset = tmp_path / "shop.yaml"
+    preset.write_text(yaml.safe_dump({"name": "shop", "version": 3, "base": "stationary",
+                                      "overrides": {"n_items": 20, "n_categories": 4, "horizon_days": 0.25}}))
+    hyperparams = tmp_path / "a2c.yml"  # per preset: the file preset must get its base's entry
+    hyperparams.write_text(yaml.safe_dump({"defaults": {"n_steps": 8, "n_envs": 8},
+                                           "stationary": {"n_steps": 4}}))
+    result = run_train(RLTrainConfig("a2c", tmp_path / "a2c", preset=str(preset), timesteps=256,
+                                   hyperparams_file=str(hyperparams), eval_freq=0, checkpoint_freq=0))
+    assert result.spec["preset"] == str(preset) and result.spec["preset_version"] == 3
+    assert result.spec["hyperparams"]["n_steps"] == 4
+    assert result.spec["config"]["n_items"] == 20
+    assert load_agent(result.out)[0].action_space.n == 20
+    code, _, err = run_cli(capsys, "tune", "ppo", "--preset", str(preset), "--study", "s", "--trials", "1",
+                           "--out", str(tmp_path / "tune"))
+    assert_one_line_error(code, err, "tune takes a built-in preset")
+    assert not (tmp_path / "tune" / "s").exists()
+
+
 @pytest.mark.parametrize("argv, needles", [
     (["train", "ppo", "--preset", "nope"], ["unknown preset 'nope'"]),
     (["train", "ppo", "--set", "n_item=3"], ["--set n_item", "did you mean 'n_items'"]),
