@@ -507,13 +507,31 @@ def prepare_run(out: Path, cfg: CompareConfig, profile: str, overwrite: bool = F
                 raise ConfigError(f"'{out}' holds a run with other settings ({key}: {old.get('config', {}).get(key)!r}"
                                   f", now {value!r}); resume with the same settings, choose another --out or pass "
                                   "--overwrite")
+        for preset, content in preset_files(cfg).items():
+            before = (old.get("preset_files") or {}).get(preset)
+            if before is not None and before != content:
+                raise ConfigError(f"'{out}' holds a run of preset file '{preset}' with other contents (it was "
+                                  "recalibrated or edited); choose another --out or pass --overwrite")
     elif out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"'{out}' is not empty and holds no compare run (config.yaml); choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create --out '{out}': {err.strerror or err}") from None
-    write_text(path, yaml.safe_dump({"profile": profile, "config": cfg.to_dict()}, sort_keys=False))
+    write_text(path, yaml.safe_dump({"profile": profile, "config": cfg.to_dict(), "preset_files": preset_files(cfg)},
+                                    sort_keys=False))
+
+
+def preset_files(cfg: CompareConfig) -> dict[str, dict[str, Any]]:
+    """What each preset file of ``cfg`` holds (name, version, base, keys), as ``config.yaml`` records
+    it: a resumed run whose preset file has changed since is refused rather than mixed."""
+    files = {}
+    for preset in cfg.presets:
+        if preset not in PRESETS:
+            p = resolve_preset(preset)
+            files[preset] = plain({"name": p.name, "version": p.version, "base": p.base,
+                                   "overrides": dict(p.overrides)})
+    return files
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, *, profile: str = DEFAULT_PROFILE, overwrite: bool = False,

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
 from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
@@ -47,6 +46,7 @@ class OfflineConfig:
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # SupervisedConfig keys
     negatives: int = 4  # sampled negatives per target when the log has no impressions
     min_targets: int = 3  # users with fewer targets are training-only
+    torch_threads: int = 1  # torch's CPU threads (0: torch's default); 1 is robust on shared cores, as in compare
 
 
 @dataclasses.dataclass
@@ -87,13 +87,7 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     if config.format is not None:
         if not config.format.is_file():
             raise CLIError(f"--format {config.format}: no such file")
-        try:
-            raw = yaml.safe_load(config.format.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise CLIError(f"--format {config.format}: not valid YAML ({' '.join(str(err).split())[:160]})") from None
-        if not isinstance(raw, dict):
-            raise CLIError(f"--format {config.format}: expected a mapping of LogFormat keys")
-        fmt = LogFormat.from_dict(raw)
+        fmt = LogFormat.from_yaml(config.format)
 
     start = time.perf_counter()
     say(f"loading {config.logs}")
@@ -111,6 +105,10 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     say(f"{st['events']} events, {st['users']} users, {st['items']} items; targets: {data.target_rule} "
         f"({st['targets']}); {st['test_users']} users held out, {st['training_only_users']} training-only "
         f"(fewer than {st['min_targets']} targets)")
+    if config.torch_threads and len(models) > 1:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
     k = train_cfg.top_k
     per_model: dict[str, dict[str, Any]] = {"popularity": evaluate_popularity(data, k)}
     per_model["popularity"]["train_seconds"] = 0.0
@@ -212,6 +210,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="users with fewer targets are training-only (default: 3)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training key of SupervisedConfig (e.g. epochs=5); repeatable")
+    p.add_argument("--torch-threads", type=int_arg(0, 1025, "a thread count"), default=1,
+                   help="torch CPU threads (default: 1, robust when cores are shared; 0: torch's default)")
     p.set_defaults(func=run_offline_cli)
 
 
@@ -224,7 +224,7 @@ def run_offline_cli(args: argparse.Namespace) -> int:
     config = OfflineConfig(logs=args.logs, models=tuple(args.model.split(",")), out=args.out, format=args.format,
                            skip_bad_rows=args.skip_bad_rows, preset=args.preset, seed=args.seed,
                            overrides=parse_overrides(args.overrides), negatives=args.negatives,
-                           min_targets=args.min_targets)
+                           min_targets=args.min_targets, torch_threads=args.torch_threads)
     result = run_offline(config, progress=lambda line: print(f"offline: {line}", file=sys.stderr, flush=True))
     table = Table(title=f"offline evaluation of {escape(str(args.logs))} (leave-last-out, full catalog)")
     columns = list(result.rows[0])

@@ -202,6 +202,20 @@ def test_compare_config_accepts_a_preset_file(tmp_path, small_calibration) -> No
         CompareConfig.from_dict({"presets": str(tmp_path / "missing.yaml")})
 
 
+def test_compare_refuses_to_resume_a_run_whose_preset_file_changed(tmp_path) -> None:
+    from driftrec.experiments.compare import CompareConfig, prepare_run
+
+    preset = tmp_path / "shop.yaml"
+    preset.write_text(yaml.safe_dump({"name": "shop", "overrides": {"n_items": 50}}))
+    cfg = CompareConfig.from_dict({"presets": str(preset)})
+    run = tmp_path / "run"
+    prepare_run(run, cfg, "quick")
+    prepare_run(run, cfg, "quick")  # unchanged: resumes
+    preset.write_text(yaml.safe_dump({"name": "shop", "overrides": {"n_items": 60}}))
+    with pytest.raises(ConfigError, match="preset file .* with other contents"):
+        prepare_run(run, cfg, "quick")
+
+
 # ------------------------------------------------------------------------------------- CLI
 def test_cli_calibrates_a_log_and_simulate_accepts_the_preset(tmp_path, capsys) -> None:
     from driftrec.envs.events import EventWriter
