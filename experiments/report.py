@@ -192,6 +192,9 @@ def _best_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
     if _excludes_zero(r["low"], r["high"]):
         return (f"{r['a']} is the best deployable policy: {fmt(r['diff'])} more reward per user than the runner-up "
                 f"{r['b']} ({ci}).")
+    if r["diff"] == 0 and r["low"] == 0 and r["high"] == 0:  # e.g. a retraining policy that never refit
+        return (f"The best deployable policies, {r['a']} and {r['b']}, earned exactly the same reward from every "
+                "user: they acted alike.")
     return (f"The best deployable policies, {r['a']} and {r['b']}, are within noise of each other: {r['a']} earns "
             f"{fmt(r['diff'])} more reward per user ({ci}, which includes 0).")
 

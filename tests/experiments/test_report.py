@@ -188,6 +188,15 @@ def test_verdict_within_noise() -> None:
                  "ppo − gru = -0.2 reward per user (95% CI [-0.7, 0.3], which includes 0)."
 
 
+def test_verdict_when_the_two_best_acted_alike() -> None:
+    comparisons = make_comparisons()
+    best_row = (comparisons["preset"] == "noise") & (comparisons["kind"] == KIND_BEST)
+    comparisons.loc[best_row, ["diff", "low", "high"]] = 0.0
+    best, _ = verdicts(make_agg(), comparisons, "noise")
+    assert best == "The best deployable policies, gru and ppo, earned exactly the same reward from every user: " \
+                   "they acted alike."
+
+
 def test_verdict_rl_loses() -> None:
     best, rl = verdicts(make_agg(), make_comparisons(), "loses")
     assert best.startswith("gru is the best deployable policy: 1.5 more reward per user than the runner-up mlp")
