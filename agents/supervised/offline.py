@@ -204,6 +204,8 @@ def prepare_offline(events: pd.DataFrame, *, items: pd.DataFrame | None = None, 
 
     train, val, test = ex.take(train_m), ex.take(val_m), ex.take(test_m)
     test_cases = ex.take(test_idx)
+    n_targets = int((ex.click > 0).sum())
+    del ex  # the parts are copies: free the whole before the negatives multiply them
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x0FF1]))
     if not has_impressions:
         train, val = _with_negatives(train, negatives, spec.n_items, rng), _with_negatives(val, negatives,
@@ -215,7 +217,7 @@ def prepare_offline(events: pd.DataFrame, *, items: pd.DataFrame | None = None, 
     train_purchases = np.bincount(train.item[bought], minlength=spec.n_items).astype(np.float64)
     n_users = int(ev["user_id"].nunique())
     stats = {"events": int(len(ev)), "users": n_users, "items": spec.n_items, "categories": spec.n_categories,
-             "targets": int((ex.click > 0).sum()), "test_users": int(test_idx.size),
+             "targets": n_targets, "test_users": int(test_idx.size),
              "training_only_users": n_users - int(test_idx.size),
              "users_without_targets": n_users - per_user, "min_targets": min_targets,
              "train_examples": len(train), "val_examples": len(val), "test_examples": len(test),
@@ -363,13 +365,15 @@ def _with_negatives(pos: Examples, s: int, n_items: int, rng: np.random.Generato
     """``pos`` (positives) plus ``s`` copies of each with a uniformly drawn other item, unclicked."""
     if len(pos) == 0:
         return pos
-    neg = pos.take(np.repeat(np.arange(len(pos)), s))
-    draw = rng.integers(0, n_items - 1, size=len(neg))
-    neg.item = draw + (draw >= neg.item)  # skip the positive itself
-    neg.click = np.zeros(len(neg), dtype=np.float32)
-    neg.purchase = np.zeros(len(neg), dtype=np.float32)
-    return Examples(**{f.name: np.concatenate([getattr(pos, f.name), getattr(neg, f.name)])
-                       for f in dataclasses.fields(Examples)})
+    n = len(pos)
+    # one gather builds positives and their copies at once: memory for the result only (a 10M-row log
+    # has millions of targets, and the features are most of an example's bytes)
+    out = pos.take(np.concatenate([np.arange(n), np.repeat(np.arange(n), s)]))
+    draw = rng.integers(0, n_items - 1, size=n * s)
+    out.item[n:] = draw + (draw >= out.item[n:])  # skip the positive itself
+    out.click[n:] = 0.0
+    out.purchase[n:] = 0.0
+    return out
 
 
 # ------------------------------------------------------------------------------------- models
