@@ -365,6 +365,7 @@ def _num(value: Any) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``driftrec calibrate``."""
     from driftrec.experiments.cli import positive_int
+    from driftrec.experiments.ingest import add_log_arguments
 
     p = sub.add_parser(
         "calibrate", help="fit a preset's knobs to a real event log; write a preset YAML and a report",
@@ -372,13 +373,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "conversion, sessions, gaps, interest drift), fit the simulator's knobs by simulating the "
                     "logging policy until its log matches, and write a preset file that `simulate --preset` "
                     "and `compare` accept, with a table of each statistic, real versus simulated.")
-    p.add_argument("--logs", required=True, type=Path, metavar="FILE", help="event log: CSV or Parquet")
+    add_log_arguments(p, "the log: CSV or Parquet, raw or a driftrec event log")
     p.add_argument("--out", required=True, type=Path, help="preset YAML to write (a .report.md/.json goes beside it)")
     p.add_argument("--base", default="default", help="built-in preset to start from (default: default)")
     p.add_argument("--name", default=None, help="the preset's name (default: the --out file name without .yaml)")
-    p.add_argument("--format", dest="log_format", type=Path, default=None, metavar="YAML",
-                   help="log format YAML (column names, behaviour mapping; see `driftrec load`)")
-    p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows of the log instead of failing")
     p.add_argument("--users", type=positive_int, default=300, help="simulated users per round (default: 300)")
     p.add_argument("--groups", type=positive_int, default=4,
                    help="logging-policy seeds the simulated users are split over (default: 4)")

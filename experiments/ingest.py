@@ -33,22 +33,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "price, category, session_id, position) into the event log schema, and write it as Parquet "
                     "with an items sidecar (OUT with .items.parquet: dense item id -> original id, category, "
                     "price). Rows are numbered from 1 after the header in error messages.")
-    p.add_argument("--logs", required=True, type=Path, metavar="FILE",
-                   help="the raw log: a CSV (optionally .gz) or Parquet file")
+    add_log_arguments(p, "the raw log: a CSV (optionally .gz) or Parquet file")
     p.add_argument("--out", required=True, type=Path, help="output event log (Parquet), e.g. events.parquet")
-    p.add_argument("--format", dest="format_file", type=Path, default=None, metavar="FILE",
-                   help="log format YAML: columns (renames), behaviours (value -> behaviour or drop), drop, "
-                        "rating_threshold, timestamp_unit, timestamp_format, session_gap_minutes, delimiter")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a format key, over --format (repeatable; values parsed as YAML), e.g. "
                         "--set columns.user_id=visitorid --set timestamp_unit=ms --set behaviours.fav=cart")
-    p.add_argument("--skip-bad-rows", action="store_true",
-                   help="skip rows with an empty id, bad timestamp, unknown behaviour, bad price or rating, or "
-                        "a malformed line, and report how many per reason (default: stop at the first)")
     p.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS,
                    help=f"rows parsed at once; bounds memory (default: {DEFAULT_CHUNK_ROWS:,})")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run_load)
+
+
+def add_log_arguments(p: argparse.ArgumentParser, logs_help: str) -> None:
+    """The arguments of every command that reads a log (load, offline, calibrate): ``--logs``,
+    ``--format`` (``args.log_format``) and ``--skip-bad-rows``."""
+    p.add_argument("--logs", required=True, type=Path, metavar="FILE", help=logs_help)
+    p.add_argument("--format", dest="log_format", type=Path, default=None, metavar="FMT.yaml",
+                   help="log format YAML: columns (renames), behaviours (value -> behaviour or drop), drop, "
+                        "rating_threshold, timestamp_unit, timestamp_format, session_gap_minutes, delimiter "
+                        "(see `driftrec load`)")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="skip rows with an empty id, bad timestamp, unknown behaviour, bad price or rating, or "
+                        "a malformed line, and report how many per reason (default: stop at the first)")
 
 
 def log_format(format_file: Path | None, overrides: list[str]) -> LogFormat:
@@ -59,7 +65,7 @@ def log_format(format_file: Path | None, overrides: list[str]) -> LogFormat:
 
 def run_load(args: argparse.Namespace) -> int:
     """Load ``args.logs``, write the event log and its items sidecar, print the report."""
-    fmt = log_format(args.format_file, args.overrides)
+    fmt = log_format(args.log_format, args.overrides)
     check_output(args.out)
     if args.out.resolve() == args.logs.resolve():
         raise CLIError(f"--out '{args.out}' is the input log; choose another file")

@@ -30,6 +30,7 @@ import pandas as pd
 
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
 from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
+from driftrec.experiments.ingest import add_log_arguments
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,14 +192,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "one before it validation), train the models on the rest and rank each held-out item against "
                     "the whole catalog. Prints the results table; with --out writes results.csv, metrics.json, "
                     "summary.md and <model>/model.pt.")
-    p.add_argument("--logs", required=True, type=Path, metavar="FILE",
-                   help="log to evaluate on: CSV or Parquet, raw or a driftrec event log")
+    add_log_arguments(p, "log to evaluate on: CSV or Parquet, raw or a driftrec event log")
     p.add_argument("--model", default="popularity,mlp,gru,transformer", metavar="NAMES",
                    help="comma list of popularity, mlp, gru, transformer (default: all; popularity always runs)")
     p.add_argument("--out", type=Path, default=None, help="run folder, e.g. runs/NAME (default: print only)")
-    p.add_argument("--format", type=Path, default=None, metavar="FMT.yaml",
-                   help="LogFormat YAML of a raw log (column names, behaviour mapping)")
-    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad rows instead of failing")
     p.add_argument("--preset", default=None,
                    help="the log's items are this preset's catalog: train with its features so the models act "
                         "in the simulator (a simulated log's stored config is used without it)")
@@ -221,7 +218,7 @@ def run_offline_cli(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    config = OfflineConfig(logs=args.logs, models=tuple(args.model.split(",")), out=args.out, format=args.format,
+    config = OfflineConfig(logs=args.logs, models=tuple(args.model.split(",")), out=args.out, format=args.log_format,
                            skip_bad_rows=args.skip_bad_rows, preset=args.preset, seed=args.seed,
                            overrides=parse_overrides(args.overrides), negatives=args.negatives,
                            min_targets=args.min_targets, torch_threads=args.torch_threads)
