@@ -158,19 +158,9 @@ class LogFormat:
                     raise ConfigError(f"unknown log format key '{key}'; {hint}")
                 merged = dict(special.get(head, getattr(base, head)))
                 merged[sub] = value
-                special[head] = _check_columns(merged) if head == "columns" else _check_behaviours(merged)
-            elif key == "columns":
-                special[key] = _check_columns(value)
-            elif key == "behaviours":
-                special[key] = _check_behaviours(value)
-            elif key == "drop":
-                special[key] = _check_drop(value)
-            elif key == "rating_threshold":
-                special[key] = _check_threshold(value)
-            elif key == "timestamp_format":
-                special[key] = _check_time_format(value)
-            elif key == "delimiter":
-                special[key] = _check_delimiter(value)
+                special[head] = _SPECIAL_CHECKS[head](merged)
+            elif key in _SPECIAL_CHECKS:
+                special[key] = _SPECIAL_CHECKS[key](value)
             else:
                 plain[key] = value
         fmt = replace_checked(base, plain, label="log format", unknown_hint="; see `driftrec load --help`")
@@ -277,6 +267,13 @@ def _check_delimiter(value: Any) -> str:
     if not isinstance(value, str) or len(value) != 1 or value in "\r\n\"":
         raise ConfigError(f"log format key 'delimiter' must be one character (not a quote or newline), got {value!r}")
     return value
+
+
+_SPECIAL_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "columns": _check_columns, "behaviours": _check_behaviours, "drop": _check_drop,
+    "rating_threshold": _check_threshold, "timestamp_format": _check_time_format, "delimiter": _check_delimiter,
+}
+"""Format keys whose values need more than :func:`replace_checked`'s scalar checks: key -> checker."""
 
 
 # ------------------------------------------------------------------------------------- results

@@ -391,13 +391,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_log(path: Path, log_format: Path | None = None, skip_bad_rows: bool = False) -> pd.DataFrame:
+def read_log(path: Path, format_file: Path | None = None, skip_bad_rows: bool = False) -> pd.DataFrame:
     """The events of a log file (CSV, Parquet or a driftrec event log) via :func:`driftrec.envs.logs.load_log`;
     its errors are one-line ConfigErrors naming the file and row."""
-    from driftrec.envs.logs import LogFormat, load_log
+    from driftrec.envs.logs import load_log
+    from driftrec.experiments.ingest import log_format
 
-    fmt = LogFormat.from_yaml(log_format) if log_format is not None else None
-    return load_log(path, fmt, skip_bad_rows=skip_bad_rows).events
+    return load_log(path, log_format(format_file, []), skip_bad_rows=skip_bad_rows).events
 
 
 def run(args: argparse.Namespace) -> int:

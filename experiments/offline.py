@@ -30,7 +30,7 @@ import pandas as pd
 
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
 from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
-from driftrec.experiments.ingest import add_log_arguments
+from driftrec.experiments.ingest import add_log_arguments, log_format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +72,7 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
         prepare_offline,
         train_offline_model,
     )
-    from driftrec.envs.config import ConfigError
-    from driftrec.envs.logs import LogFormat, LogLoadError, load_log
+    from driftrec.envs.logs import load_log
     from driftrec.envs.presets import preset_config
 
     say = progress or (lambda _: None)
@@ -88,15 +87,13 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     if config.format is not None:
         if not config.format.is_file():
             raise CLIError(f"--format {config.format}: no such file")
-        fmt = LogFormat.from_yaml(config.format)
+        fmt = log_format(config.format, [])
 
     start = time.perf_counter()
     say(f"loading {config.logs}")
     try:
         loaded = load_log(config.logs, fmt, skip_bad_rows=config.skip_bad_rows)
-    except LogLoadError as err:
-        raise CLIError(str(err)) from None
-    except (ConfigError, ValueError) as err:  # the loader's one-line errors
+    except ValueError as err:  # the loader's one-line errors (LogLoadError is a ConfigError, a ValueError)
         raise CLIError(str(err)) from None
     sim_cfg = sim_override if sim_override is not None else loaded.sim_config
     data = prepare_offline(loaded.events, items=loaded.items, sim_config=sim_cfg,
@@ -131,7 +128,7 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
         "target_rule": data.target_rule, "pseudo_negatives": data.pseudo,
         "seen_items_excluded": False, "policy_ready": data.policy_ready, "why_offline_only": data.why_offline_only,
         "labels": {"click": data.has_click_labels, "purchase": data.has_purchase_labels},
-        "data": st, "load": dataclasses.asdict(loaded.report) if dataclasses.is_dataclass(loaded.report) else None,
+        "data": st, "load": dataclasses.asdict(loaded.report),
         "train_config": train_cfg.to_dict(), "results": per_model, "notes": notes,
         "seconds": time.perf_counter() - start,
     }, finite=True)

@@ -66,37 +66,30 @@ def policy_order(agg: pd.DataFrame) -> list[str]:
 
 def headline_table(agg: pd.DataFrame) -> str:
     """Policies x presets, each cell the reward per user 'mean [low, high]'; a family column."""
-    presets = list(agg["preset"].drop_duplicates())
-    cells = agg.set_index(["policy", "preset"])
-    family = agg.drop_duplicates("policy").set_index("policy")["family"]
-    rows = []
-    for policy in policy_order(agg):
-        row = [policy, str(family[policy])]
-        for preset in presets:
-            if (policy, preset) in cells.index:
-                c = cells.loc[(policy, preset)]
-                row.append(fmt_ci(c["reward"], c["reward_low"], c["reward_high"]))
-            else:
-                row.append(MISSING)
-        rows.append(row)
-    return _table(["policy", "family", *presets], rows)
+    return _reward_table(agg, "reward", family=True)
 
 
 def iqm_table(agg: pd.DataFrame) -> str:
     """Policies x presets, each cell the IQM over seeds of the reward per user with its CI over seeds."""
+    return _reward_table(agg, "reward_iqm", family=False)
+
+
+def _reward_table(agg: pd.DataFrame, column: str, family: bool) -> str:
+    """Policies x presets, each cell ``column`` with its ``_low`` / ``_high`` CI (missing cells: MISSING)."""
     presets = list(agg["preset"].drop_duplicates())
     cells = agg.set_index(["policy", "preset"])
+    families = agg.drop_duplicates("policy").set_index("policy")["family"]
     rows = []
     for policy in policy_order(agg):
-        row = [policy]
+        row = [policy, str(families[policy])] if family else [policy]
         for preset in presets:
             if (policy, preset) in cells.index:
                 c = cells.loc[(policy, preset)]
-                row.append(fmt_ci(c["reward_iqm"], c["reward_iqm_low"], c["reward_iqm_high"]))
+                row.append(fmt_ci(c[column], c[f"{column}_low"], c[f"{column}_high"]))
             else:
                 row.append(MISSING)
         rows.append(row)
-    return _table(["policy", *presets], rows)
+    return _table(["policy", *(["family"] if family else []), *presets], rows)
 
 
 def metrics_table(agg: pd.DataFrame, preset: str) -> str:

@@ -194,7 +194,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
     agent.learn(total_timesteps=n_timesteps, callback=CallbackList(cbs), progress_bar=config.progress_bar,
                 tb_log_name=algo)
     wall = time.perf_counter() - start
-    spec = _spec(config, out, cfg, env_spec(cfg, model_sim), hp, agent, wall, eval_freq)
+    spec = _spec(config, preset.version, out, cfg, env_spec(cfg, model_sim), hp, agent, wall, eval_freq)
     save_agent(agent, out, spec)
     return TrainResult(agent, spec, out)
 
@@ -218,8 +218,8 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
     return out
 
 
-def _spec(config: RLTrainConfig, out: Path, cfg: SimConfig, env: dict[str, Any], hp: dict[str, Any],
-          agent: BaseAlgorithm, wall: float, eval_freq: int) -> dict[str, Any]:
+def _spec(config: RLTrainConfig, preset_version: int, out: Path, cfg: SimConfig, env: dict[str, Any],
+          hp: dict[str, Any], agent: BaseAlgorithm, wall: float, eval_freq: int) -> dict[str, Any]:
     """The ``spec.yaml`` mapping (YAML-safe: plain numbers, strings, lists, mappings)."""
     last = {}
     path = out / "evaluations.npz"
@@ -232,7 +232,7 @@ def _spec(config: RLTrainConfig, out: Path, cfg: SimConfig, env: dict[str, Any],
         "spec_version": SPEC_VERSION,
         "algo": config.algo,
         "preset": config.preset,
-        "preset_version": resolve_preset(config.preset).version,
+        "preset_version": preset_version,  # as read when training began (a preset file may change meanwhile)
         "overrides": plain(dict(config.overrides)),
         "config": plain(cfg.to_dict()),
         "env": env,
