@@ -21,18 +21,14 @@ returned. They read nothing else of the state.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
-from numba import njit
-from scipy.special import expit
 
 from driftrec.envs.config import ConfigError
 from driftrec.envs.events import EventRecorder
-from driftrec.envs.recsim_ie import NO_CLICK_MASS
 from driftrec.envs.rollout import burn_in_seeds, rollout
 
 if TYPE_CHECKING:
@@ -311,13 +307,12 @@ _CACHE_ELEMENTS = 1 << 22  # users x items the catalog-mode cache may hold (two 
 class OracleGreedyPolicy(Policy):
     """Reads the hidden state and shows the items of highest expected immediate reward.
 
-    ShopSim: the expected reward of showing item i alone to user n is
-    ``P(click) * (reward_click + P(cart) * (reward_cart + P(purchase | cart) * (reward_purchase
-    + reward_revenue * price_i)))``, with P(click) = sigmoid(utility - no_click_utility) (a
-    one-item slate, under either choice model) and the utility (interest . topic, appeal, price
-    term, fatigue, event boost) and funnel logits exactly as
-    :func:`driftrec.envs.kernels.step_users` computes them. recsim-ie: the expected watch time
-    P(click) * min(budget, length) with P(click) = (u_c + 1) / (u_c + 1 + 2).
+    The expected reward of showing item i alone is the model's own formula,
+    ``model.one_item_expected_rewards``: for ShopSim P(click) * (reward_click + P(cart) *
+    (reward_cart + P(purchase | cart) * (reward_purchase + reward_revenue * price_i))), with
+    P(click) = sigmoid(utility - no_click_utility) (a one-item slate, under either choice model),
+    every term from :mod:`driftrec.envs.kernels` (its rules), which the simulator's step uses too; for
+    recsim-ie the expected watch time P(click) * min(budget, length).
 
     A slate of K holds the K items (catalog) or distinct candidates of highest one-item expected
     reward, best first; ties go to the lower item id / candidate index. For K = 1 that maximises
@@ -325,12 +320,12 @@ class OracleGreedyPolicy(Policy):
     within a slate), whose exact value :meth:`slate_expected_reward` computes. Deterministic:
     propensities are 1.
 
-    Speed: in catalog mode every request scores the whole catalog. The scores are split into a
-    part that changes only with the user's interest and price sensitivity (the utility without
-    fatigue and events, the value of a click) and a per-category part (boredom, events); the
-    first is cached per batch row between requests (checked against the life key, interest and
-    price sensitivity, so a stale row is always recomputed) and the rest is one fused numba loop.
-    Without fatigue and events, an unchanged user keeps its slate without any scoring.
+    Speed: in catalog mode every request scores the whole catalog. ShopSim's scores split into a
+    part that changes only with the user's interest and price sensitivity
+    (``model.static_scores``) and the terms that move every request (events, boredom, satiety);
+    the first is cached per batch row between requests (checked against the life key, interest
+    and price sensitivity, so a stale row is always recomputed). When no term moves (no
+    boredom, events or satiation), an unchanged user keeps its slate without any scoring.
     """
 
     reads_hidden_state = True
@@ -339,22 +334,13 @@ class OracleGreedyPolicy(Policy):
         self.model = model
         self.cfg = cfg = model.cfg
         self.k, self.m = int(model.k), int(model.m)
-        self.recsim = cfg.model == "recsim-ie"
         if not self.m and self.k > cfg.n_items:
             raise ConfigError(f"config key 'slate_size' ({self.k}) must be <= n_items ({cfg.n_items}) "
                               "for the oracle-greedy policy")
-        if not self.recsim:  # item-only terms, computed once
-            w = model.world
-            self._topic = np.ascontiguousarray(cfg.interest_scale * w.topic)
-            self._appeal = np.ascontiguousarray(w.appeal)
-            self._rel_price = np.ascontiguousarray(w.rel_price)
-            self._category = np.ascontiguousarray(w.category, dtype=np.int64)
-            self._buy_logit = cfg.purchase_bias + cfg.purchase_quality * w.quality  # before the price term
-            self._cart = expit(cfg.cart_bias + cfg.cart_quality * w.quality)
-            self._purchase_value = cfg.reward_purchase + cfg.reward_revenue * w.price
-            self._consts = np.array([cfg.no_click_utility, cfg.reward_click, cfg.reward_cart])
-            self._catalog = np.arange(cfg.n_items, dtype=np.int64)[None, :]
-            self._adj_on = cfg.drift_fatigue > 0 or cfg.drift_seasonal > 0
+        self._catalog = np.arange(cfg.n_items, dtype=np.int64)[None, :]
+        self._cacheable = hasattr(model, "static_scores")
+        self._moving = self._cacheable and (cfg.drift_fatigue > 0 or cfg.drift_seasonal > 0
+                                            or cfg.satiation_click > 0 or cfg.satiation_purchase > 0)
         self._cache: dict[str, np.ndarray] | None = None
 
     def reset(self, n_users: int) -> None:
@@ -373,7 +359,7 @@ class OracleGreedyPolicy(Policy):
         n = len(state.t)
         if self.m:
             actions = top_k_distinct(self.expected_rewards(state), state.cand, self.k)
-        elif n * self.cfg.n_items <= _CACHE_ELEMENTS:
+        elif self._cacheable and n * self.cfg.n_items <= _CACHE_ELEMENTS:
             actions = self._cached_catalog_actions(state)
         else:
             actions = np.empty((n, self.k), dtype=np.int64)
@@ -384,14 +370,14 @@ class OracleGreedyPolicy(Policy):
         return _shape_actions(self.model, actions, np.ones(actions.shape))
 
     def _cached_catalog_actions(self, state: Any) -> np.ndarray:
-        """(N, K) catalog actions, reusing the cached per-user parts of the rows that did not change."""
+        """(N, K) catalog actions, reusing the cached static scores of the rows that did not change."""
         n = len(state.t)
         c = self._cache
         if c is None or len(c["key"]) != n:
             n_items = self.cfg.n_items
             c = self._cache = {
                 "key": state.key.copy(), "interest": state.interest.copy(), "sens": state.price_sens.copy(),
-                "base": np.empty((n, n_items)), "value": np.empty((n, n_items)),
+                "logit": np.empty((n, n_items)), "value": np.empty((n, n_items)),
                 "actions": np.zeros((n, self.k), dtype=np.int64),
             }
             stale = np.ones(n, dtype=bool)
@@ -400,19 +386,14 @@ class OracleGreedyPolicy(Policy):
                      | (c["interest"] != state.interest).any(axis=1))
         rows = np.flatnonzero(stale)
         if rows.size:
-            base, value = self._parts(state.interest[rows], state.price_sens[rows], self._catalog)
-            c["base"][rows], c["value"][rows] = base, value
+            c["logit"][rows], c["value"][rows] = self.model.static_scores(state, self._catalog, rows)
             c["key"][rows], c["interest"][rows], c["sens"][rows] = state.key[rows], state.interest[rows], \
                 state.price_sens[rows]
-        if self._adj_on:  # boredom and events move every request: score every row
-            scores = np.empty((n, self.cfg.n_items))
-            _shop_combine(c["base"], c["value"], self._adjustment(state, slice(None)), self._catalog,
-                          self._category, scores)
-            c["actions"][:] = top_k_items(scores, self.k)
+        if self._moving:  # boredom, events or satiety move every request: score every row
+            c["actions"][:] = top_k_items(self.model.rewards_from_static(state, self._catalog, c["logit"], c["value"]),
+                                          self.k)
         elif rows.size:
-            scores = np.empty((rows.size, self.cfg.n_items))
-            _shop_combine(c["base"][rows], c["value"][rows], np.zeros((rows.size, self.model.n_cat)), self._catalog,
-                          self._category, scores)
+            scores = self.model.rewards_from_static(state, self._catalog, c["logit"][rows], c["value"][rows], rows)
             c["actions"][rows] = top_k_items(scores, self.k)
         return c["actions"].copy()
 
@@ -424,44 +405,13 @@ class OracleGreedyPolicy(Policy):
         request's candidates ``state.cand`` (N, M) in candidates mode. ``rows`` limits the users.
         """
         rows = slice(None) if rows is None else rows
-        if items is None and self.m:
-            items = np.asarray(state.cand)[rows]
-        if self.recsim:
-            return self._recsim_values(state, items, rows, one_item=True)
-        items = self._catalog if items is None else np.ascontiguousarray(items, dtype=np.int64)
-        base, value = self._parts(state.interest[rows], state.price_sens[rows], items)
-        out = np.empty(base.shape)
-        _shop_combine(base, value, self._adjustment(state, rows), items, self._category, out)
-        return out
-
-    def _parts(self, interest: np.ndarray, sens: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ShopSim (N, X) utility without fatigue and events, minus no_click_utility, and click value."""
-        n = len(sens)
-        base, value = np.empty((n, items.shape[1])), np.empty((n, items.shape[1]))
-        _shop_parts(np.ascontiguousarray(interest, dtype=np.float64), np.ascontiguousarray(sens, dtype=np.float64),
-                    items, self._topic, self._appeal, self._rel_price, self._buy_logit, self._cart,
-                    self._purchase_value, self._consts, base, value)
-        return base, value
-
-    def _adjustment(self, state: Any, rows: slice | np.ndarray) -> np.ndarray:
-        """(N, categories) utility the per-category processes add now: events minus boredom."""
-        cfg, w = self.cfg, self.model.world
-        time = state.time[rows]
-        adj = np.zeros((len(time), self.model.n_cat))
-        if cfg.drift_fatigue > 0:  # the kernel's fatigue_on
-            adj -= state.fatigue[rows]
-        if cfg.drift_seasonal > 0:  # the kernel's seasonal_on
-            adj += w.boost[np.minimum(time.astype(np.int64), w.boost.shape[0] - 1)]
-        return adj
+        if items is None:
+            items = np.asarray(state.cand)[rows] if self.m else self._catalog
+        return self.model.one_item_expected_rewards(state, items, rows)
 
     def click_values(self, state: Any, items: np.ndarray) -> np.ndarray:
         """(N, X) expected reward of the step given that the user clicks item ``items[n, x]``."""
-        items = np.asarray(items, dtype=np.int64)
-        if self.recsim:
-            return self._recsim_values(state, items, slice(None), one_item=False)
-        cfg, sens = self.cfg, state.price_sens[:, None]
-        buy = expit(self._buy_logit[items] - sens * (self._rel_price[items] - 1.0))
-        return cfg.reward_click + self._cart[items] * (cfg.reward_cart + buy * self._purchase_value[items])
+        return self.model.click_values(state, np.asarray(items, dtype=np.int64))
 
     def slate_expected_reward(self, state: Any, items: np.ndarray) -> np.ndarray:
         """(N,) exact expected immediate reward of showing the slates ``items`` (N, K) of item ids:
@@ -469,50 +419,6 @@ class OracleGreedyPolicy(Policy):
         items = np.asarray(items, dtype=np.int64).reshape(len(state.t), -1)
         probs = self.model.choice_probs(state, items)[:, :-1]
         return (probs * self.click_values(state, items)).sum(axis=1)
-
-    def _recsim_values(self, state: Any, items: np.ndarray, rows: slice | np.ndarray, one_item: bool) -> np.ndarray:
-        """recsim-ie: watch minutes of a click (``one_item``: times P(click) of a one-item slate)."""
-        w = self.model.world
-        items = np.asarray(items, dtype=np.int64)
-        budget = np.maximum(state.budget[rows], 0.0)[:, None]
-        watch = np.minimum(budget, w.length[items])
-        if not one_item:
-            return watch
-        weight = np.take_along_axis(state.interest[rows], w.category[items], axis=1) + 1.0
-        return weight / (weight + NO_CLICK_MASS) * watch
-
-
-@njit(cache=True)
-def _shop_parts(interest, sens, items, topic, appeal, rel_price, buy_logit, cart,  # noqa: ANN001
-                purchase_value, consts, base, value):
-    """For user i and item it = items[i or 0, j] (a single row of items is shared by every user):
-    base[i, j] = interest . topic + appeal - price term - no_click_utility (the utility without
-    fatigue and events), value[i, j] = expected reward given a click on it (the funnel)."""
-    n, dim = interest.shape
-    shared = items.shape[0] == 1
-    no_click, reward_click, reward_cart = consts[0], consts[1], consts[2]
-    for i in range(n):
-        r = 0 if shared else i
-        s = sens[i]
-        for j in range(items.shape[1]):
-            it = items[r, j]
-            dot = 0.0
-            for d in range(dim):
-                dot += interest[i, d] * topic[it, d]
-            base[i, j] = dot + appeal[it] - s * rel_price[it] - no_click
-            # exp overflows to inf for a very negative logit, giving exactly 0: no error
-            buy = 1.0 / (1.0 + math.exp(s * (rel_price[it] - 1.0) - buy_logit[it]))
-            value[i, j] = reward_click + cart[it] * (reward_cart + buy * purchase_value[it])
-
-
-@njit(cache=True)
-def _shop_combine(base, value, adj, items, category, out):  # noqa: ANN001
-    """out[i, j] = P(click of a one-item slate) * value = value / (1 + exp(-(base + adj[category])))."""
-    shared = items.shape[0] == 1
-    for i in range(base.shape[0]):
-        r = 0 if shared else i
-        for j in range(base.shape[1]):
-            out[i, j] = value[i, j] / (1.0 + math.exp(-(base[i, j] + adj[i, category[items[r, j]]])))
 
 
 # ------------------------------------------------------------------------------------- registry

@@ -66,17 +66,21 @@ class SimConfig:
     segment_spread: float = knob(0.5, "spread of a user's base interest around the segment's", 0.0, 10.0)
     interest_scale: float = knob(1.5, "weight of interest . topic in utility", 0.0, 20.0)
     price_sensitivity: float = knob(0.5, "mean price sensitivity (utility per relative price)", 0.0, 20.0)
-    patience_mean: float = knob(10.0, "mean requests a session lasts without quality effects", 0.5, 1e4)
-    patience_quality: float = knob(2.0, "requests of patience gained per unit quality of a clicked item "
-                                   "(a click refunds at most 0.8 of a request)", 0.0, 100.0)
-    no_click_utility: float = knob(1.5, "utility of not clicking (MNL outside option, logits)", -20.0, 20.0)
+    patience_mean: float = knob(6.0, "mean requests a session lasts without quality effects", 0.5, 1e4)
+    patience_quality: float = knob(1.0, "requests of patience gained per unit quality of a clicked item "
+                                   "(at most patience_refund_max)", 0.0, 100.0)
+    patience_refund_max: float = knob(0.5, "most of a request's patience a click can refund (below 1, so every "
+                                      "session ends)", 0.0, 0.99)
+    no_click_utility: float = knob(3.7, "utility of not clicking (MNL outside option, logits)", -20.0, 20.0)
     position_decay: float = knob(0.8, "attention at slate position k is position_decay**k", 0.0, 1.0)
 
     # --- funnel and reward -----------------------------------------------------------------------
-    cart_bias: float = knob(-1.0, "logit of add-to-cart after a click, at zero quality", -20.0, 20.0)
-    cart_quality: float = knob(1.0, "add-to-cart logit per unit quality", 0.0, 20.0)
-    purchase_bias: float = knob(0.0, "logit of purchase after add-to-cart, at zero quality", -20.0, 20.0)
-    purchase_quality: float = knob(1.0, "purchase logit per unit quality", 0.0, 20.0)
+    cart_bias: float = knob(-2.9, "logit of add-to-cart after a click, at zero quality and interest", -20.0, 20.0)
+    cart_quality: float = knob(0.5, "add-to-cart logit per unit quality", 0.0, 20.0)
+    cart_interest: float = knob(0.3, "add-to-cart logit per unit of interest . topic", 0.0, 20.0)
+    purchase_bias: float = knob(-1.0, "logit of purchase after add-to-cart, at zero quality and interest", -20.0, 20.0)
+    purchase_quality: float = knob(0.5, "purchase logit per unit quality", 0.0, 20.0)
+    purchase_interest: float = knob(0.3, "purchase logit per unit of interest . topic", 0.0, 20.0)
     reward_click: float = knob(1.0, "reward per click", -1e6, 1e6)
     reward_cart: float = knob(0.0, "reward per add-to-cart", -1e6, 1e6)
     reward_purchase: float = knob(5.0, "reward per purchase", -1e6, 1e6)
@@ -84,7 +88,9 @@ class SimConfig:
 
     # --- sessions, return and churn ----------------------------------------------------------------
     satisfaction_rate: float = knob(0.2, "EMA rate of satisfaction toward the quality of clicked items", 0.0, 1.0)
-    gap_mean_days: float = knob(1.5, "mean gap between sessions at zero satisfaction", 0.001, 365.0)
+    gap_mean_days: float = knob(4.0, "mean of the exponential part of the gap between sessions, at zero "
+                                "satisfaction", 0.001, 365.0)
+    gap_min_days: float = knob(0.5, "shortest gap between sessions, however satisfied the user", 0.0, 365.0)
     gap_satisfaction: float = knob(1.0, "a satisfied user returns sooner: gap *= exp(-this * satisfaction)",
                                    0.0, 20.0)
     churn_bias: float = knob(-4.0, "logit of churning at the end of a session, at zero satisfaction", -30.0, 30.0)
@@ -104,10 +110,19 @@ class SimConfig:
     drift_seasonal: float = knob(0.0, "utility boost of categories during calendar events", 0.0, 20.0)
     events_visible: bool = knob(True, "calendar events appear in the observation")
     promo_rate: float = knob(0.1, "multi-day promotions starting per day", 0.0, 10.0)
-    promo_days: float = knob(3.0, "mean promotion length in days", 0.1, 365.0)
-    drift_bubble: float = knob(0.0, "pull of current interest toward a clicked item's topic", 0.0, 1.0)
+    promo_days: float = knob(3.0, "mean promotion length in whole days (the calendar has daily resolution)",
+                             1.0, 365.0)
+    drift_bubble: float = knob(0.0, "turn of the interest's direction toward a clicked item's topic (its length "
+                               "is kept)", 0.0, 1.0)
+    bubble_reversion: float = knob(0.0, "rate per day at which current interest reverts toward base, on its own "
+                                   "(undoes the bubble)", 0.0, 100.0)
     drift_fatigue: float = knob(0.0, "boredom (utility) added to a category per impression", 0.0, 20.0)
     fatigue_half_life_days: float = knob(0.05, "half-life of boredom, in days", 0.0001, 365.0)
+
+    # --- satiation ---------------------------------------------------------------------------------
+    satiation_purchase: float = knob(4.0, "utility a user loses for an item they buy (satiety, decays)", 0.0, 50.0)
+    satiation_click: float = knob(0.5, "utility a user loses for an item they click (satiety, decays)", 0.0, 50.0)
+    satiation_half_life_days: float = knob(14.0, "half-life of satiety, in days", 0.001, 3650.0)
 
     # --- recsim-ie -------------------------------------------------------------------------------------
     recsim_budget: float = knob(200.0, "recsim-ie: initial time budget in minutes", 1.0, 1e6)
@@ -117,6 +132,15 @@ class SimConfig:
         """Build a config from ``values`` on top of ``base`` (defaults if None), validating each key."""
         return replace_checked(base if base is not None else cls(), values,
                                unknown_hint="; see `driftrec presets --keys`")
+
+    def refuse_unread(self, reads: frozenset[str]) -> None:
+        """Raise ConfigError naming the first key set away from its default that the user model
+        (``self.model``), which reads only the keys ``reads``, would silently ignore."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in reads and value != f.default:
+                raise ConfigError(f"config key '{f.name}' is not read by model '{self.model}' (set to {value!r}, "
+                                  f"default {f.default!r}); remove it or choose another model")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of every field (YAML-safe)."""

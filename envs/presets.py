@@ -38,54 +38,72 @@ class Preset:
     path: str | None = None  # a file preset: the YAML file it was read from
 
 
+LONG_TERM_OFF: dict[str, Any] = {
+    "patience_quality": 0.0, "gap_satisfaction": 0.0, "churn_satisfaction": 0.0,
+    "satiation_purchase": 0.0, "satiation_click": 0.0,
+}
+"""Overrides under which nothing a recommendation does outlives its request (the ``bandit`` preset)."""
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
-    Preset("stationary", 1, "no drift: interests never move",
+    Preset("bandit", 1, "the control: no long-term effects, no drift (the myopic optimum is the optimum)",
+           "Quality, satisfaction and satiety change nothing that lasts: patience, return gaps and churn "
+           "do not depend on what was shown, no item sates, and no interest drifts. Every request is an "
+           "independent contextual bandit round, so oracle-greedy (the best expected immediate reward) is "
+           "the optimal policy and planning cannot help. It exists so that a comparison can show nothing is "
+           "rigged: an RL agent that beats the best supervised recommender here beyond noise wins by "
+           "something other than long-term reasoning.",
+           LONG_TERM_OFF),
+    Preset("stationary", 2, "no drift: interests never move",
            "Every drift process is off: users keep the interest they are born with, there are no "
-           "calendar events, no filter bubble and no boredom. Sessions, churn and organic search "
-           "still work. The control condition: any method that needs drift to shine should not "
+           "calendar events, no filter bubble and no boredom. Sessions, churn, satiety and organic search "
+           "still work, so what is shown now still matters later (the long-term effects that bandit "
+           "removes). The control condition for drift: any method that needs drift to shine should not "
            "win here.",
            {}),
-    Preset("gradual", 1, "interests wander slowly (Ornstein-Uhlenbeck)",
+    Preset("gradual", 2, "interests wander slowly (Ornstein-Uhlenbeck)",
            "Current interest follows a mean-reverting random walk around each user's base "
            "interest (volatility 0.3 per sqrt(day), reversion 0.1 per day, so the walk forgets in "
            "about 10 days). A recommender must keep re-estimating what a user wants; organic "
            "searches reveal where the interest has moved.",
            {"drift_gradual": 0.3, "gradual_reversion": 0.1}),
-    Preset("migration", 1, "life events: interests jump to another segment's",
+    Preset("migration", 2, "life events: interests jump to another segment's",
            "With a hazard of 0.04 per day (about one jump per user over the 30-day horizon) a "
            "user's base and current interest move to another segment's, keeping their personal "
            "offset. Abrupt, rare, user-specific shifts that a model trained on old logs misses.",
            {"drift_migration": 0.04}),
-    Preset("seasonal", 1, "weekends, promotions and holidays boost categories for everyone",
+    Preset("seasonal", 2, "weekends, promotions and holidays boost categories for everyone",
            "A calendar of weekends, multi-day promotions and holidays adds up to 2 logits of "
            "utility to some categories for every user in the window. The events are visible in the "
            "observation, so a policy can learn to follow the calendar.",
            {"drift_seasonal": 1.5, "promo_rate": 0.15}),
-    Preset("bubble", 1, "consumption pulls interest toward what was clicked (filter bubble)",
-           "Each click pulls the current interest 15% of the way toward the clicked item's topic. "
-           "What a recommender shows shapes what the user will want: a feedback loop that offline "
-           "training on logs cannot see.",
-           {"drift_bubble": 0.15}),
-    Preset("clickbait", 1, "appealing items are often bad; long-term reward needs quality",
+    Preset("bubble", 2, "consumption focuses interest on what was clicked (filter bubble)",
+           "Each click turns the direction of the user's interest 30% of the way toward the clicked item's "
+           "topic, keeping its strength, and interest reverts toward the user's base at 0.1 per day. What a "
+           "recommender shows shapes what the user will want: a feedback loop that offline training on "
+           "logs cannot see.",
+           {"drift_bubble": 0.3, "bubble_reversion": 0.1}),
+    Preset("clickbait", 2, "appealing items are often bad; long-term reward needs quality",
            "Appeal and quality are strongly anti-correlated (-0.7): the clickiest items disappoint. "
            "Bad clicks shorten sessions, lower satisfaction, lengthen return gaps and raise churn, "
            "and quality drives purchases. A click-chasing policy gets a high CTR and loses "
            "long-term reward to one that weighs quality.",
            {"appeal_quality_corr": -0.7, "appeal_scale": 1.5, "patience_quality": 3.0,
             "churn_satisfaction": 3.0, "reward_purchase": 5.0}),
-    Preset("default", 1, "a realistic mix of every drift: the headline benchmark",
+    Preset("default", 2, "a realistic mix of every drift: the headline benchmark",
            "Gradual wandering, rare life-event migrations, a visible calendar of events, a mild "
-           "filter bubble and per-category boredom, on a catalog where appeal and quality are "
-           "mildly anti-correlated. Clicks are worth 1 and purchases 5, so a policy that weighs "
-           "quality (longer sessions, fewer churns, more purchases) beats one that chases clicks.",
+           "filter bubble that fades, per-category boredom and satiety with what was bought, on a catalog "
+           "where appeal and quality are mildly anti-correlated. Clicks are worth 1 and purchases 5, so a "
+           "policy that weighs quality (longer sessions, fewer churns, more purchases) beats one that "
+           "chases clicks.",
            {"drift_gradual": 0.15, "gradual_reversion": 0.1, "drift_migration": 0.02,
-            "drift_seasonal": 1.0, "drift_bubble": 0.05, "drift_fatigue": 0.3,
+            "drift_seasonal": 1.0, "drift_bubble": 0.1, "bubble_reversion": 0.1, "drift_fatigue": 0.3,
             "appeal_quality_corr": -0.3, "patience_quality": 2.5, "churn_satisfaction": 2.5}),
-    Preset("recsim-ie", 1, "Google RecSim's interest-evolution user model in driftrec's API",
-           "20 topics; user interest uniform in [-1, 1]^20, observable; 10 fresh candidate "
-           "documents per request, slates of 2; click probability (u_c + 1) / (sum + 2); a click "
-           "nudges the interest in the clicked topic; a time budget of 200 minutes that quality "
-           "refills; reward is watch time (Ie et al., 'RecSim', 2019).",
+    Preset("recsim-ie", 2, "Google RecSim's interest-evolution user model in driftrec's API",
+           "20 topics; user interest uniform in [-1, 1]^20, observable; 10 distinct candidate documents per "
+           "request from a fixed corpus of 1000 (RecSim creates fresh ones), slates of 2; click probability "
+           "(u_c + 1) / (sum + 2); a click nudges the interest in the clicked topic; a time budget of 200 "
+           "minutes: a click costs its watch time w minus 0.9/3.4 * w * quality, a step without a click 0.5 "
+           "minutes; reward is watch time (Ie et al., 'RecSim', 2019).",
            {"model": "recsim-ie", "action_mode": "candidates", "slate_size": 2, "n_candidates": 10,
             "n_categories": 20, "topic_dim": 20, "n_items": 1000}),
 ]}

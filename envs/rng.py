@@ -7,12 +7,15 @@ whole step. So the world (catalog, calendar) comes from a seeded ``np.random.Gen
 per-user draw is a pure function of ``(user key, counter, column)`` through the splitmix64
 finaliser (Steele et al., "Fast splittable pseudorandom number generators", OOPSLA 2014),
 vectorised over users. The same inputs always give the same numbers; no global state.
+
+The compiled kernels (:mod:`driftrec.envs.kernels`) draw from the same streams, bit for bit
+(``tests/envs/test_kernels.py``); where they need normals they turn pairs of uniform columns
+into pairs of normals (Marsaglia's polar method, ``kernels._normal_pair``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtri
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -56,8 +59,3 @@ def uniforms(key: np.ndarray, stream: int, counter: np.ndarray, n: int) -> np.nd
     cols = np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN
     bits = mix64(base[:, None] + cols[None, :])
     return (bits >> _S11).astype(np.float64) * _TO_UNIT
-
-
-def normals(u: np.ndarray) -> np.ndarray:
-    """Standard normals from uniforms by the inverse CDF (u = 0 maps to a large finite value)."""
-    return ndtri(np.clip(u, 1e-16, 1.0 - 1e-16))

@@ -14,14 +14,18 @@ import math
 import numpy as np
 
 from driftrec.envs import kernels
+from driftrec.envs.binding import Call, pack_params
 from driftrec.envs.choice import cascade_probs, mnl_probs, position_weights
 from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.kernels import MINUTES_PER_DAY
 from driftrec.envs.layout import Layout, observation_space, slate_action_space
 from driftrec.envs.state import BEHAVIOURS, StepOutput, copy_state, take_rows
 from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME, PRICE_FEATURE_CLIP, World, build_world
 
-MINUTES_PER_DAY = 1440.0
+__all__ = ["MINUTES_PER_DAY", "N_COUNT_KINDS", "SATIETY_SLOTS", "ShopModel", "ShopState", "shown_mask"]
+
 N_COUNT_KINDS = 4  # impressions, clicks, purchases, organic (searches + views) per category
+SATIETY_SLOTS = 8  # items a user remembers being sated with (the most sated ones; see kernels._sate)
 
 
 @dataclasses.dataclass
@@ -52,12 +56,21 @@ class ShopState:
     session: np.ndarray  # (N,) int64 session index
     session_step: np.ndarray  # (N,) int64 requests so far in this session
     cand: np.ndarray  # (N, M) int64 candidates of the pending request (M = 0 in catalog mode)
+    sated_item: np.ndarray  # (N, S) int64 items the user is sated with (-1 empty slot)
+    sated_level: np.ndarray  # (N, S) float64 satiety (utility) of each slot at its sated_time
+    sated_time: np.ndarray  # (N, S) float64 time the slot's level was set; it halves every half-life since
+    search_interest: np.ndarray  # (N, D) float64 interest the search weights were computed for
+    search_weight: np.ndarray  # (N, C) float64 unnormalised softmax weights of the searched category (-1: none yet)
 
 
 class ShopModel:
     """ShopSim bound to one config: spaces, layout and the pure batched dynamics."""
 
+    READS = frozenset(f.name for f in dataclasses.fields(SimConfig)) - {"recsim_budget"}
+    """SimConfig keys ShopSim reads: all but recsim-ie's; a non-default value of another is an error."""
+
     def __init__(self, cfg: SimConfig):
+        cfg.refuse_unread(self.READS)
         if cfg.n_items < cfg.n_categories:
             raise ConfigError(f"config key 'n_items' ({cfg.n_items}) must be >= n_categories ({cfg.n_categories})")
         if cfg.action_mode == "candidates" and cfg.n_candidates > cfg.n_items:
@@ -69,7 +82,6 @@ class ShopModel:
         self.n_cat = cfg.n_categories
         self.dim = cfg.topic_dim
         self.pos_w = position_weights(self.k, cfg.position_decay)
-        self.dt_request = cfg.request_minutes / MINUTES_PER_DAY
         norm = np.repeat(np.array([1.0 / self.k, 1.0, 1.0, 0.5]), self.n_cat)  # max count per step
         self.count_norm = (norm * (1.0 - cfg.count_decay)).astype(np.float32)
         edges = (np.arange(self.m + 1) * cfg.n_items) // max(self.m, 1)
@@ -78,34 +90,29 @@ class ShopModel:
             raise ConfigError(f"config key 'last_interactions' ({cfg.last_interactions}) must be <= "
                               f"history_len ({cfg.history_len})")
         self.layout = self._layout()
-        self._newest = np.arange(1, cfg.last_interactions + 1)[None, :]
-        if cfg.last_interactions:
-            width = self.n_cat + len(BEHAVIOURS)
-            self._last_offsets = (self.layout["last_interactions"].start
-                                  + np.arange(cfg.last_interactions) * width)[None, :]
         self._event_flags = (self.world.boost > 0).astype(np.float32)  # (days, C)
         w = self.world
         self._segment_cum = np.cumsum(w.segment_weight)
         self._age_cum, self._gender_cum, self._income_cum = (
             np.cumsum(x, axis=1) for x in (w.age_probs, w.gender_probs, w.income_probs))
         self._n_actions = self.m if self.m else cfg.n_items
-        self.params = kernels.Params(
-            interest_scale=cfg.interest_scale, no_click_utility=cfg.no_click_utility,
-            cascade=cfg.choice_model == "cascade", fatigue_on=cfg.drift_fatigue > 0,
-            seasonal_on=cfg.drift_seasonal > 0, cart_bias=cfg.cart_bias, cart_quality=cfg.cart_quality,
-            purchase_bias=cfg.purchase_bias, purchase_quality=cfg.purchase_quality,
-            reward_click=cfg.reward_click, reward_cart=cfg.reward_cart, reward_purchase=cfg.reward_purchase,
-            reward_revenue=cfg.reward_revenue, count_decay=cfg.count_decay, drift_fatigue=cfg.drift_fatigue,
-            fatigue_half_life_days=cfg.fatigue_half_life_days, drift_bubble=cfg.drift_bubble,
-            satisfaction_rate=cfg.satisfaction_rate, patience_quality=cfg.patience_quality,
-            churn_bias=cfg.churn_bias, churn_satisfaction=cfg.churn_satisfaction, gap_mean_days=cfg.gap_mean_days,
-            gap_satisfaction=cfg.gap_satisfaction, dt_request=self.dt_request, horizon_days=cfg.horizon_days,
-            search_prob=cfg.search_prob, view_prob=cfg.view_prob, search_temperature=cfg.search_temperature,
-            drift_migration=cfg.drift_migration, drift_gradual=cfg.drift_gradual,
-            gradual_reversion=cfg.gradual_reversion, segment_spread=cfg.segment_spread,
-            patience_mean=cfg.patience_mean, history_len=cfg.history_len,
-        )
-        self._packed = kernels.pack_params(self.params)
+        self._catalog_ids = np.arange(cfg.n_items, dtype=np.int64)
+        self.params = pack_params(cfg)
+        tables = {**{f.name: getattr(w, f.name) for f in dataclasses.fields(w)},
+                  "params": self.params, "cascade": cfg.choice_model == "cascade", "pos_w": self.pos_w,
+                  "count_norm": self.count_norm,
+                  "event_flags": self._event_flags, "segment_cum": self._segment_cum, "age_cum": self._age_cum,
+                  "gender_cum": self._gender_cum, "income_cum": self._income_cum, "block_start": self.block_start,
+                  "block_size": self.block_size, "n_last": cfg.last_interactions,
+                  **{f"off_{part}": self.layout[name].start if name in self.layout else -1
+                     for part, name in (("calendar", "calendar"), ("context", "context"), ("events", "events"),
+                                        ("counts", "counts"), ("last", "last_interactions"),
+                                        ("cand", "candidates"))}}
+        self._start = Call(kernels.start_lives, 1, tables, ("", ShopState))
+        self._candidates = Call(kernels.candidates, 1, tables, ("", ShopState))
+        self._step = Call(kernels.step_users, 2, tables, ("", ShopState), ("out_", StepOutput))
+        self._observe = Call(kernels.observe_users, 2, tables, ("", ShopState))
+        self._utilities = Call(kernels.slate_utilities, 1, tables, ("", ShopState), ("out_", _Utilities))
         self.action_space = slate_action_space(self._n_actions, self.k)
         self.observation_space = observation_space(self.layout, cfg.obs_mode, cfg.history_len, cfg.n_items,
                                                   len(BEHAVIOURS))
@@ -153,7 +160,9 @@ class ShopModel:
             counts=e((n, N_COUNT_KINDS * c), dtype=np.float32), hist_item=e((n, h), dtype=i64),
             hist_cat=e((n, h), dtype=i64), hist_beh=e((n, h), dtype=np.int8), hist_n=e(n, dtype=i64),
             time=e(n), drift_time=e(n), session=e(n, dtype=i64), session_step=e(n, dtype=i64),
-            cand=e((n, self.m), dtype=i64),
+            cand=e((n, self.m), dtype=i64), sated_item=e((n, SATIETY_SLOTS), dtype=i64),
+            sated_level=e((n, SATIETY_SLOTS)), sated_time=e((n, SATIETY_SLOTS)), search_interest=e((n, d)),
+            search_weight=e((n, c)),
         )
         self._start_lives(state, np.arange(n))
         return state
@@ -166,15 +175,9 @@ class ShopModel:
             self._start_lives(state, rows)
 
     def _start_lives(self, state: ShopState, rows: np.ndarray) -> None:
-        w, s = self.world, state
-        kernels.start_lives(
-            rows, s.slot_key, s.episode, s.key, s.t, s.user_id, s.segment, s.demo, s.base, s.interest,
-            s.price_sens, s.patience_base, s.patience, s.satisfaction, s.fatigue, s.counts, s.hist_item,
-            s.hist_cat, s.hist_beh, s.hist_n, s.time, s.drift_time, s.session, s.session_step,
-            self._segment_cum, self._age_cum, self._gender_cum, self._income_cum, w.segment_interest,
-            w.segment_price_sens, self.cfg.segment_spread, self.cfg.patience_mean)
+        self._start(rows, state)
         if self.m:
-            kernels.candidates(rows, s.key, s.t, w.candidate_perm, self.block_start, self.block_size, s.cand)
+            self._candidates(rows, state)
 
     # ----------------------------------------------------------------------------- step
     def slate_items(self, state: ShopState, action: np.ndarray) -> np.ndarray:
@@ -194,7 +197,6 @@ class ShopModel:
         """
         if not inplace:
             state = copy_state(state)
-        w = self.world
         n = len(state.t)
         items = self.slate_items(state, action)
         f64, i64, b = np.empty, np.empty, np.empty
@@ -205,39 +207,22 @@ class ShopModel:
             search_cat=i64(n, dtype=np.int64), view_item=i64(n, dtype=np.int64), organic_time=f64(n),
             organic_session=i64(n, dtype=np.int64),
         )
-        kernels.step_users(
-            self._packed, items, self.pos_w,
-            w.category, w.topic, w.appeal, w.quality, w.price, w.rel_price, w.cat_start, w.cat_count, w.centroid,
-            w.boost, w.segment_interest,
-            state.key, state.t, state.segment, state.base, state.interest, state.price_sens, state.patience_base,
-            state.patience, state.satisfaction, state.fatigue, state.counts, state.hist_item, state.hist_cat,
-            state.hist_beh, state.hist_n, state.time, state.drift_time, state.session, state.session_step,
-            out.reward, out.terminated, out.truncated, out.shown, out.click_pos, out.cart, out.purchase,
-            out.time, out.session, out.search_cat, out.view_item, out.organic_time, out.organic_session,
-        )
+        self._step(items, np.empty((3, self.k)), state, out)
         if self.m:
-            kernels.candidates(np.arange(n), state.key, state.t, w.candidate_perm, self.block_start,
-                               self.block_size, state.cand)
+            self._candidates(np.arange(n), state)
         return state, out
 
     # ----------------------------------------------------------------------------- observation
     def observe(self, state: ShopState, rows: np.ndarray | None = None) -> np.ndarray | dict[str, np.ndarray]:
         """Fresh observation arrays for the batch (or its ``rows``), laid out as ``self.layout``."""
-        cfg, w, lay = self.cfg, self.world, self.layout
+        cfg, lay = self.cfg, self.layout
         if rows is None:
             rows = np.arange(len(state.t))
         elif cfg.obs_mode != "features":  # the hidden and history parts below read whole arrays
             state, rows = take_rows(state, rows), np.arange(len(rows))
         n = len(rows)
         obs = np.zeros((n, lay.size), dtype=np.float32)
-        kernels.observe_users(
-            obs, rows, state.demo, state.time, state.session, state.session_step, state.counts, self.count_norm,
-            state.hist_cat, state.hist_beh, state.hist_n, self._event_flags, state.cand, w.category,
-            w.price_feature, cfg.horizon_days, lay["calendar"].start, lay["context"].start,
-            lay["events"].start if "events" in lay else -1, lay["counts"].start,
-            lay["last_interactions"].start if "last_interactions" in lay else -1, cfg.last_interactions,
-            lay["candidates"].start if "candidates" in lay else -1,
-        )
+        self._observe(obs, rows, state)
         if cfg.obs_mode == "oracle":
             obs[:, lay["hidden_interest"]] = state.interest
             obs[:, lay["hidden_base"]] = state.base
@@ -267,25 +252,58 @@ class ShopModel:
         return np.ones((len(state.t), self._n_actions * self.k), dtype=bool)
 
     # ----------------------------------------------------------------------------- helpers
-    def utility(self, state: ShopState, items: np.ndarray, cats: np.ndarray | None = None) -> np.ndarray:
-        """(N, K) utility of each slate position: interest . topic + appeal - price - fatigue + event."""
-        w, cfg = self.world, self.cfg
-        if cats is None:
-            cats = w.category[items]
-        util = cfg.interest_scale * np.einsum("nd,nkd->nk", state.interest, w.topic[items])
-        util += w.appeal[items] - state.price_sens[:, None] * w.rel_price[items]
-        if cfg.drift_fatigue > 0:
-            util -= state.fatigue[np.arange(len(items))[:, None], cats]
-        if cfg.drift_seasonal > 0:
-            day = np.minimum(state.time.astype(np.int64), w.boost.shape[0] - 1)
-            util += w.boost[day[:, None], cats]
-        return util
+    def utility(self, state: ShopState, items: np.ndarray) -> np.ndarray:
+        """(N, K) utility of each slate position now (:func:`driftrec.envs.kernels.utility`, what the
+        step computes): interest . topic + appeal - price - boredom - satiety + event boost."""
+        util = _Utilities(np.empty(np.shape(items)))
+        self._utilities(np.ascontiguousarray(items, dtype=np.int64), state, util)
+        return util.util
 
     def choice_probs(self, state: ShopState, items: np.ndarray) -> np.ndarray:
         """(N, K + 1) choice probabilities of a slate of item ids, exactly as ``step`` samples them."""
         fn = mnl_probs if self.cfg.choice_model == "mnl" else cascade_probs
         pos_w = position_weights(items.shape[1], self.cfg.position_decay)
         return fn(self.utility(state, items), shown_mask(items), pos_w, self.cfg.no_click_utility)
+
+    # ----------------------------------------------------------------------------- expected rewards
+    def static_scores(self, state: ShopState, items: np.ndarray,
+                      rows: slice | np.ndarray = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """For the users ``rows`` and items ``items`` ((N, X) ids, or one (1, X) row shared by every
+        user): the utility without the calendar, boredom and satiety terms, minus no_click_utility,
+        and the expected reward of a click (:func:`driftrec.envs.kernels.click_value`). Both move only
+        with the user's interest and price sensitivity, so a policy may cache them."""
+        w = self.world
+        items = np.ascontiguousarray(items, dtype=np.int64)
+        interest = np.ascontiguousarray(state.interest[rows])
+        logit, value = np.empty((len(interest), items.shape[1])), np.empty((len(interest), items.shape[1]))
+        kernels.static_scores(self.params, items, w.topic, w.appeal, w.quality, w.price, w.rel_price, interest,
+                              np.ascontiguousarray(state.price_sens[rows]), logit, value)
+        return logit, value
+
+    def rewards_from_static(self, state: ShopState, items: np.ndarray, logit: np.ndarray, value: np.ndarray,
+                            rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Expected immediate reward of showing each item alone now, from ``static_scores``:
+        P(click of a one-item slate) * click value (:func:`driftrec.envs.kernels.one_item_rewards`)."""
+        w = self.world
+        items = np.ascontiguousarray(items, dtype=np.int64)
+        catalog = items.shape == (1, self.cfg.n_items) and bool((items[0] == self._catalog_ids).all())
+        out = np.empty(logit.shape)
+        kernels.one_item_rewards(self.params, items, catalog, logit, value, w.category, w.boost, state.fatigue[rows],
+                                 state.time[rows], state.sated_item[rows], state.sated_level[rows],
+                                 state.sated_time[rows], out)
+        return out
+
+    def one_item_expected_rewards(self, state: ShopState, items: np.ndarray,
+                                  rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """(N, X) expected immediate reward of showing items[n, x] (or a shared (1, X) row) alone to
+        the users ``rows`` now: P(click) * (reward_click + P(cart) (reward_cart + P(purchase)
+        (reward_purchase + reward_revenue * price)))."""
+        logit, value = self.static_scores(state, items, rows)
+        return self.rewards_from_static(state, items, logit, value, rows)
+
+    def click_values(self, state: ShopState, items: np.ndarray) -> np.ndarray:
+        """(N, X) expected reward of the request given that the user clicks item ``items[n, x]``."""
+        return self.static_scores(state, items)[1]
 
 
 def shown_mask(items: np.ndarray) -> np.ndarray:
@@ -295,3 +313,10 @@ def shown_mask(items: np.ndarray) -> np.ndarray:
     for k in range(1, items.shape[1]):
         shown[:, k] = (items[:, :k] != items[:, k:k + 1]).all(axis=1)
     return shown
+
+
+@dataclasses.dataclass
+class _Utilities:
+    """Output of :func:`driftrec.envs.kernels.slate_utilities`."""
+
+    util: np.ndarray  # (N, K) float64

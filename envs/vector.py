@@ -80,9 +80,9 @@ class ShopSimVecEnv(VecEnv):
         rows = np.flatnonzero(done)
         if rows.size:
             terminal = self.model.observe(self.state, rows)
-            for j, i in enumerate(rows):
-                infos[i] = {"terminal_observation": _row(terminal, j),
-                            "TimeLimit.truncated": bool(out.truncated[i] and not out.terminated[i])}
+            truncated = (out.truncated & ~out.terminated)[rows].tolist()
+            for j, (i, cut) in enumerate(zip(rows.tolist(), truncated, strict=True)):
+                infos[i] = {"terminal_observation": _row(terminal, j), "TimeLimit.truncated": cut}
             self.model.reset_where(self.state, done)
         return self.model.observe(self.state), out.reward.astype(np.float32), done, infos
 

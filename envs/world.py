@@ -127,7 +127,7 @@ def _calendar(cfg: SimConfig, rng: np.random.Generator) -> tuple[np.ndarray, tup
     n_promos = rng.poisson(cfg.promo_rate * n_days)
     for _ in range(n_promos):
         start = int(rng.integers(0, n_days))
-        length = int(rng.geometric(1.0 / max(cfg.promo_days, 1.0)))
+        length = int(rng.geometric(1.0 / cfg.promo_days))  # whole days, mean promo_days (>= 1)
         events.append(CalendarEvent("promotion", start, min(start + length, n_days), int(rng.integers(n_cat)), 1.0))
     for start in range(int(rng.integers(10, 30)), n_days, 30):  # a two-day holiday each month
         for cat in rng.choice(n_cat, size=min(3, n_cat), replace=False):

@@ -236,7 +236,8 @@ def test_oracle_scores_equal_the_models_one_item_choice_probabilities(name: str)
     state = advanced_state(model, 40, 25)  # boredom built up, time past day 0 for some
     items = np.asarray(state.cand) if model.m else np.broadcast_to(np.arange(model.cfg.n_items), (40, 500))
     got = oracle.expected_rewards(state)
-    # reference: model.choice_probs of each one-item slate (ShopModel.utility, a separate implementation)
+    # reference: model.choice_probs of each one-item slate (the MNL or cascade of envs/choice.py over
+    # ShopModel.utility), a different path from the oracle's cached static scores and one-item sigmoid
     want = np.stack([oracle.slate_expected_reward(state, items[:, j:j + 1]) for j in range(items.shape[1])], axis=1)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
@@ -264,7 +265,7 @@ def test_oracle_expected_reward_matches_the_simulated_reward(name: str) -> None:
         expected.append(exp)
     d = np.concatenate(diffs)
     se = d.std() / np.sqrt(d.size)
-    assert np.mean(expected) > 0.3
+    assert np.mean(expected) > 20 * se  # the rewards are far from 0 at this precision: the check has power
     assert abs(d.mean()) < 4.5 * se, (d.mean(), se)
 
 

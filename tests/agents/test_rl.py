@@ -38,10 +38,13 @@ from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.rollout import eval_seeds, train_seeds
 from driftrec.envs.vector import ShopSimVecEnv
 
-# A small stationary shop: 20 items in 4 categories, one-day lives. One item is far better than
-# the rest for most users (it keeps sessions going), so a learner that finds it gets most of
-# oracle-greedy's reward, and random gets a tenth of it.
-SMALL = {"n_items": 20, "n_categories": 4, "horizon_days": 1.0}
+# A small stationary shop: 20 items in 4 categories, one-day lives. Two items are far better than
+# the rest for most users, so a learner that finds one gets most of oracle-greedy's reward, and
+# random gets a sixth of it. At the default appeal spread the items differ too little for that
+# (oracle-greedy gets 3.2x random's reward, the best fixed item 2.6x), hence appeal_scale 3; satiety
+# is off so that the best item stays the best all day (with it, oracle-greedy moves on after clicks).
+SMALL = {"n_items": 20, "n_categories": 4, "horizon_days": 1.0, "appeal_scale": 3.0, "satiation_click": 0.0,
+         "satiation_purchase": 0.0}
 EVAL_USERS = 300
 PPO_FAST = {"n_steps": 32, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3, "gamma": 0.9,
             "ent_coef": 0.01, "policy_kwargs": {"net_arch": [64, 64]}}
@@ -82,7 +85,7 @@ def assert_learned(result: EvalResult, references: dict[str, EvalResult], fracti
 # ------------------------------------------------------------------------------------- learning
 @pytest.mark.slow
 def test_ppo_learns_the_small_catalog(references: dict[str, EvalResult]) -> None:
-    """20k user-steps (~2 s): PPO gets >= 80% of oracle-greedy's reward per user (measured ~96%)."""
+    """20k user-steps (~2 s): PPO gets >= 80% of oracle-greedy's reward per user (measured 91%)."""
     agent = build_agent("ppo", small_env(32), PPO_FAST, seed=0)
     agent.learn(20_000)
     cfg = preset_config("stationary", SMALL)
@@ -91,7 +94,7 @@ def test_ppo_learns_the_small_catalog(references: dict[str, EvalResult]) -> None
 
 @pytest.mark.slow
 def test_dqn_learns_the_small_catalog(references: dict[str, EvalResult]) -> None:
-    """30k user-steps (~3 s): DQN gets >= 40% of oracle-greedy's reward per user (measured 55-76%
+    """30k user-steps (~3 s): DQN gets >= 40% of oracle-greedy's reward per user (measured 87-91%
     over seeds 0-2; DQN is the less stable learner on this task)."""
     agent = build_agent("dqn", small_env(32), DQN_FAST, seed=0)
     agent.learn(30_000)

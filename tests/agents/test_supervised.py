@@ -2,8 +2,8 @@
 learns, the sequence models beat popularity where history predicts clicks, save/load, the
 policy wrapper, fine-tuning, deployed retraining and the CLI contract of ``train_supervised``.
 
-Logs are tiny and simulated here (a few hundred users, a few days, random policy); training
-uses few epochs, one torch thread and fixed seeds.
+Logs are small and simulated here (1200 users, four days, random policy); training uses few
+epochs, one torch thread and fixed seeds.
 """
 
 from __future__ import annotations
@@ -51,7 +51,11 @@ DAYS = 4.0
 SEQUENTIAL = {"n_items": 100, "interest_scale": 4.0, "no_click_utility": 4.0, "segment_spread": 2.0,
               "appeal_scale": 0.3, "search_prob": 0.8, "horizon_days": DAYS}
 FAST = {"epochs": 5, "patience": 2}
-LOG = {"horizon_days": DAYS}  # the simulator keys of the default log (its calendar and context feature)
+# The simulator keys of the default log. At the default shop's volumes (~4% click-through under
+# random recommendations, 1-3% of clicks bought) a small log holds a handful of purchases and too
+# few clicks to learn from, so the default log has the rates of the old defaults: ~14% click-through
+# and ~17% of clicks bought (~300 purchases in 12k impressions: a purchase AUC is measurable).
+LOG = {"horizon_days": DAYS, "no_click_utility": 2.0, "cart_bias": -1.0, "purchase_bias": 0.0}
 
 
 @pytest.fixture(autouse=True)
@@ -70,12 +74,14 @@ def simulate_log(path: Path, preset: str, n_users: int, seed: int = 0, **overrid
 
 @pytest.fixture(scope="module")
 def default_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return simulate_log(tmp_path_factory.mktemp("logs") / "default.parquet", "default", 400)
+    return simulate_log(tmp_path_factory.mktemp("logs") / "default.parquet", "default", 1200, **LOG)
 
 
 @pytest.fixture(scope="module")
 def sequential_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return simulate_log(tmp_path_factory.mktemp("logs") / "bubble.parquet", "bubble", 400, **SEQUENTIAL)
+    # 1200 users: at a shop's session volumes (~1.5 a week) a user makes ~10 requests in four days,
+    # so the sequence models need many users to learn what a short history says
+    return simulate_log(tmp_path_factory.mktemp("logs") / "bubble.parquet", "bubble", 1200, **SEQUENTIAL)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +138,7 @@ def test_replayed_features_equal_the_simulators_observations(overrides: dict[str
 
 def test_labels_match_the_log(default_log: Path) -> None:
     events = load_events(default_log)
-    spec = FeatureSpec.from_config(preset_config("default", {"horizon_days": DAYS}))
+    spec = FeatureSpec.from_config(preset_config("default", LOG))
     ex = build_examples(events, spec)
     beh = events["behaviour"]
     assert len(ex) == (beh == "impression").sum()
@@ -178,13 +184,13 @@ def test_chronological_split_puts_the_latest_examples_last() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_model_learns_click_prediction(kind: str, trained: dict[str, tuple[Path, dict]]) -> None:
-    """Held-out click AUC of 0.727 to 0.75 at the time of writing; 0.65 leaves room for library
+    """Held-out click AUC of 0.70 to 0.715 at the time of writing; 0.65 leaves room for library
     versions, and a model that learned nothing scores 0.5."""
     out, metrics = trained[kind]
     test = metrics["test"]
     assert test["click"]["auc"] > 0.65
     assert test["purchase"]["auc"] > 0.6
-    assert 0.0 < test["click"]["logloss"] < 0.5  # a constant at the base rate (~0.17) scores ~0.46
+    assert 0.0 < test["click"]["logloss"] < 0.5  # a constant at the base rate (~0.14) scores ~0.41
     assert abs(test["click"]["mean_prediction"] - test["click"]["positive_rate"]) < 0.05  # calibrated
     assert {"model.pt", "metrics.json", "config.yaml"} <= {p.name for p in out.iterdir()}
     on_disk = json.loads((out / "metrics.json").read_text())
@@ -197,8 +203,8 @@ def test_each_model_learns_click_prediction(kind: str, trained: dict[str, tuple[
 @pytest.mark.parametrize("kind", ["gru", "transformer"])
 def test_sequence_models_beat_popularity(kind: str, sequential_log: Path, tmp_path: Path) -> None:
     """Where recent history predicts clicks (see SEQUENTIAL) the sequence models rank the next
-    clicked item well above popularity: HR@10 0.345 (gru) and 0.365 (transformer) against 0.241
-    at the time of writing (~350 targets, standard error ~0.025)."""
+    clicked item well above popularity: HR@10 0.275 (gru) and 0.287 (transformer) against 0.167
+    at the time of writing (~820 targets, standard error ~0.015)."""
     metrics = train_supervised(kind, sequential_log, tmp_path, preset="bubble", **SEQUENTIAL, **FAST)
     test = metrics["test"]
     assert test["ranking"]["hr@10"] > 1.2 * test["popularity"]["hr@10"]
@@ -328,9 +334,17 @@ def test_policy_rejects_observations_it_cannot_read(trained: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------- fine-tune and retraining
+@pytest.fixture(scope="module")
+def finetune_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # twice the default log's users: fine-tuning needs enough recent data. With 1200 users the last
+    # day holds too few clicks and fine-tuning overfits it (log-loss +0.007 to +0.021 on 3 of 4 log
+    # seeds); with 2400 it helped on all 4 (-0.001 to -0.011)
+    return simulate_log(tmp_path_factory.mktemp("logs") / "finetune.parquet", "default", 2400, **LOG)
+
+
 @pytest.mark.slow
-def test_finetune_changes_the_model_and_does_not_hurt_the_recent_window(default_log: Path, tmp_path: Path) -> None:
-    metrics = train_supervised("mlp", default_log, tmp_path, finetune_days=1.0, **LOG, **FAST)
+def test_finetune_changes_the_model_and_does_not_hurt_the_recent_window(finetune_log: Path, tmp_path: Path) -> None:
+    metrics = train_supervised("mlp", finetune_log, tmp_path, finetune_days=1.0, **LOG, **FAST)
     training = metrics["training"]
     assert set(training) == {"pretrain", "finetune"}
     assert training["pretrain"]["to_day"] < training["finetune"]["from_day"]
@@ -371,7 +385,7 @@ def test_retraining_policy_refits_every_r_days(trained: dict) -> None:
 
 
 def test_fit_without_validation_runs_every_epoch(default_log: Path) -> None:
-    spec = FeatureSpec.from_config(preset_config("default", {"horizon_days": DAYS}))
+    spec = FeatureSpec.from_config(preset_config("default", LOG))
     ex = build_examples(load_events(default_log), spec).take(slice(0, 2000))
     model = make_model("mlp", spec, SupervisedConfig(batch_size=256), seed=0)
     report = fit(model, ex, None, epochs=3, lr=1e-3, patience=1, seed=0)

@@ -11,6 +11,7 @@ sigma a correct model fails a given check with probability below 1e-5.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from driftrec.envs.kernels import MAX_PATIENCE_REFUND
+from driftrec.envs.kernels import FATIGUE_FLOOR
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rng import user_keys
@@ -127,9 +128,12 @@ def test_click_frequencies_match_choice_probs(choice_model: str, duplicate: bool
 
 
 def test_funnel_frequencies_match_the_logits() -> None:
-    """After a click: P(cart) = sigmoid(cart_bias + cart_quality q) and P(purchase | cart) =
-    sigmoid(purchase_bias + purchase_quality q - price_sens (rel_price - 1))."""
-    model = make("stationary", {"no_click_utility": -20.0})  # nearly every request is a click
+    """After a click: P(cart) = sigmoid(cart_bias + cart_quality q + cart_interest d) and P(purchase |
+    cart) = sigmoid(purchase_bias + purchase_quality q + purchase_interest d - price_sens (rel_price -
+    1)), d = interest . topic. Checked within quartiles of d, so a missing or mis-signed interest term
+    (whose effect averages out over random items) cannot hide in the total."""
+    model = make("stationary", {"no_click_utility": -20.0, "cart_bias": -1.0, "purchase_bias": 0.0,
+                                "cart_interest": 1.0, "purchase_interest": 0.8})  # nearly every request is a click
     w, cfg = model.world, model.cfg
     n = 60_000
     state = users(model, n)
@@ -138,14 +142,22 @@ def test_funnel_frequencies_match_the_logits() -> None:
     hit = out.click
     assert hit.mean() > 0.9 and not (out.cart & ~hit).any()
     items, price_sens = items[hit], state.price_sens[hit]  # price sensitivity never changes
+    dot = (state.interest[hit] * w.topic[items[:, 0]]).sum(axis=1)  # no drift in stationary: interest as shown
     out = take_rows(out, np.flatnonzero(hit))
     q, rel = w.quality[items[:, 0]], w.rel_price[items[:, 0]]
-    p_cart = 1.0 / (1.0 + np.exp(-(cfg.cart_bias + cfg.cart_quality * q)))
-    p_buy = 1.0 / (1.0 + np.exp(-(cfg.purchase_bias + cfg.purchase_quality * q - price_sens * (rel - 1.0))))
-    assert_poisson_binomial(out.cart[:, None], p_cart[:, None], "carts after clicks")
+    p_cart = 1.0 / (1.0 + np.exp(-(cfg.cart_bias + cfg.cart_quality * q + cfg.cart_interest * dot)))
+    p_buy = 1.0 / (1.0 + np.exp(-(cfg.purchase_bias + cfg.purchase_quality * q + cfg.purchase_interest * dot
+                                  - price_sens * (rel - 1.0))))
+    quartile = np.searchsorted(np.quantile(dot, [0.25, 0.5, 0.75]), dot)
+    in_bin = one_hot(quartile, 4).astype(bool)
+    assert_poisson_binomial(out.cart[:, None] & in_bin, p_cart[:, None] * in_bin, "carts after clicks, by interest")
     in_cart = out.cart
     assert not (out.purchase & ~in_cart).any(), "a purchase without add-to-cart"
-    assert_poisson_binomial(out.purchase[in_cart, None], p_buy[in_cart, None], "purchases after carts")
+    assert_poisson_binomial(out.purchase[in_cart, None] & in_bin[in_cart], p_buy[in_cart, None] * in_bin[in_cart],
+                            "purchases after carts, by interest")
+    # the interest term is real: the most interested quarter fills carts clearly more often
+    rate = [out.cart[quartile == k].mean() for k in (0, 3)]
+    assert rate[1] > rate[0] + 0.1, f"cart rate by interest quartile: {rate}"
 
 
 def test_position_bias_in_click_through() -> None:
@@ -155,7 +167,8 @@ def test_position_bias_in_click_through() -> None:
     rng = np.random.default_rng(3)
     n = 50_000
     # real catalog, random slates: each position's clicks match the mean model probability, and fall
-    model = make("stationary", {"slate_size": 5, "position_decay": decay})
+    # (a low no-click utility gives every position enough clicks to compare neighbours)
+    model = make("stationary", {"slate_size": 5, "position_decay": decay, "no_click_utility": 1.5})
     state = users(model, n)
     slates = random_slates(model, n, rng)
     probs = model.choice_probs(state, slates)[:, :5]
@@ -220,11 +233,12 @@ def test_gradual_drift_is_an_exact_ou_transition() -> None:
 @pytest.mark.parametrize(("preset", "overrides"), [
     ("stationary", {}),
     ("default", {"drift_gradual": 0.0, "drift_migration": 0.0, "drift_seasonal": 0.0, "drift_bubble": 0.0,
-                 "drift_fatigue": 0.0}),
+                 "bubble_reversion": 0.0, "drift_fatigue": 0.0}),
 ])
 def test_no_drift_keeps_interest_fixed(preset: str, overrides: dict[str, Any]) -> None:
-    """With every drift strength at 0, a long life leaves interest, base, segment and fatigue as born."""
-    model = make(preset, {**FAST_SESSIONS, **overrides})
+    """With every drift strength at 0, a long life leaves interest, base, segment and fatigue as born
+    (satiation, which is not drift but moves an item's utility, is off too)."""
+    model = make(preset, {**FAST_SESSIONS, **overrides, "satiation_click": 0.0, "satiation_purchase": 0.0})
     n = 500
     rng = np.random.default_rng(5)
     state = users(model, n)
@@ -290,7 +304,10 @@ def test_fatigue_accumulates_per_impression_and_halves_per_half_life() -> None:
     np.add.at(shown_per_cat, (np.repeat(np.arange(n), 3), model.world.category[slates].ravel()), out.shown.ravel())
     assert not out.shown[: n // 3, 2].any() and out.shown[:, 0].all()
     expected = (f0 + strength * shown_per_cat) * (0.5 ** ((state.time - t0) / half_life))[:, None]
-    np.testing.assert_allclose(state.fatigue, expected, rtol=1e-12)
+    # a gap of days halves boredom hundreds of times: below FATIGUE_FLOOR it is dropped to 0
+    np.testing.assert_allclose(state.fatigue, expected, rtol=1e-12, atol=FATIGUE_FLOOR)
+    assert not ((state.fatigue > 0.0) & (state.fatigue < FATIGUE_FLOOR)).any()
+    assert (state.fatigue == 0.0).any() and (state.fatigue > 1e-3).any()  # both branches ran
     # exposure to one category only: every other category halves per half-life of elapsed time
     cat0_items = np.arange(model.world.cat_count[0])[:3]
     f1, t1 = state.fatigue.copy(), state.time.copy()
@@ -298,16 +315,18 @@ def test_fatigue_accumulates_per_impression_and_halves_per_half_life() -> None:
         step(model, state, np.tile(cat0_items, (n, 1)))
     halvings = (state.time - t1) / half_life
     assert np.median(halvings) > 1.0
-    np.testing.assert_allclose(state.fatigue[:, 1:], f1[:, 1:] * (0.5**halvings)[:, None], rtol=1e-9)
+    np.testing.assert_allclose(state.fatigue[:, 1:], f1[:, 1:] * (0.5**halvings)[:, None], rtol=1e-9,
+                               atol=FATIGUE_FLOOR)
 
 
-def test_consumption_pulls_interest_toward_the_clicked_topic() -> None:
-    """A click moves interest exactly ``drift_bubble`` of the way to the clicked item's topic; no
-    click leaves it alone. Gradual drift acts only at session starts, so within a session (patience
-    kept high) the bubble is the only move, even with the OU switched on."""
-    bubble = 0.15
-    model = make("bubble", {"drift_gradual": 0.3, "slate_size": 2})
-    topic = model.world.topic
+def test_consumption_turns_interest_toward_the_clicked_topic_and_keeps_its_length() -> None:
+    """A click turns the direction of interest ``drift_bubble`` of the way (along the chord) toward
+    the clicked item's unit topic, x' = |x| unit((1 - b) x / |x| + b t), so its length is kept and
+    it points closer to the topic; no click leaves it alone. Gradual drift and reversion act only
+    at session starts, so within a session (patience kept high) the bubble is the only move."""
+    model = make("bubble", {"drift_gradual": 0.3, "slate_size": 2, "no_click_utility": 1.5})  # many clicks
+    bubble, topic = model.cfg.drift_bubble, model.world.topic
+    assert bubble > 0 and model.cfg.bubble_reversion > 0
     n = 5_000
     rng = np.random.default_rng(8)
     state = users(model, n)
@@ -319,19 +338,80 @@ def test_consumption_pulls_interest_toward_the_clicked_topic() -> None:
         out = step(model, state, slates)
         assert not (out.terminated | out.truncated).any() and (state.session == 0).all()
         hit = out.click
-        clicked = slates[np.flatnonzero(hit), out.click_pos[hit]]
-        np.testing.assert_allclose(state.interest[hit], before[hit] + bubble * (topic[clicked] - before[hit]),
-                                   rtol=1e-12, atol=1e-14)
+        t = topic[slates[np.flatnonzero(hit), out.click_pos[hit]]]
+        x = before[hit]
+        length = np.linalg.norm(x, axis=1, keepdims=True)
+        turned = (1.0 - bubble) * x / length + bubble * t
+        want = length * turned / np.linalg.norm(turned, axis=1, keepdims=True)
+        np.testing.assert_allclose(state.interest[hit], want, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.linalg.norm(state.interest[hit], axis=1), length[:, 0], rtol=1e-12)
+        cos_before = (x * t).sum(axis=1) / length[:, 0]
+        cos_after = (state.interest[hit] * t).sum(axis=1) / length[:, 0]
+        assert (cos_after >= cos_before - 1e-12).all()
         assert np.array_equal(state.interest[~hit], before[~hit])
         clicks += hit.sum()
-    assert clicks > n  # the check above ran on many clicks
+    assert clicks > n  # the checks above ran on many clicks
+
+
+def reverted(x: np.ndarray, base: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The reversion's move from interest x toward base (keep = exp(-rate * elapsed), (n, 1)): the
+    direction turns 1 - keep of the way (along the chord) toward base's, the length moves 1 - keep of
+    the way toward |base|."""
+    nx, nb = np.linalg.norm(x, axis=1, keepdims=True), np.linalg.norm(base, axis=1, keepdims=True)
+    turned = keep * x / nx + (1.0 - keep) * base / nb
+    return (keep * nx + (1.0 - keep) * nb) * turned / np.linalg.norm(turned, axis=1, keepdims=True)
+
+
+def test_reversion_pulls_interest_back_to_base_on_its_own() -> None:
+    """At each session start interest moves toward base by the reversion over the elapsed time
+    (``reverted``: direction and length each 1 - exp(-bubble_reversion * elapsed) of the way) exactly,
+    with the Ornstein-Uhlenbeck noise off, and reaches base in the long run; with the noise on, the
+    OU transition then acts on what the reversion left (the two compose: the residual against that
+    mean is N(0, 1) and uncorrelated with the old deviation)."""
+    rho, theta, sigma = 0.4, 0.3, 0.2
+    no_clicks = {**FAST_SESSIONS, "no_click_utility": 20.0, "gap_mean_days": 0.5, "bubble_reversion": rho}
+    n = 4_000
+    rng = np.random.default_rng(11)
+    model = make("stationary", no_clicks)
+    state = users(model, n)
+    state.interest += rng.normal(0.0, 1.0, size=state.interest.shape)
+    gap0 = np.linalg.norm(state.interest - state.base, axis=1)
+    for _ in range(10):
+        x0, t0, session0 = state.interest.copy(), state.drift_time.copy(), state.session.copy()
+        out = step(model, state, random_slates(model, n, rng))
+        assert not out.click.any()
+        started = state.session > session0
+        keep = np.exp(-rho * (state.drift_time - t0))[:, None]
+        want = np.where(started[:, None], reverted(x0, state.base, keep), x0)
+        np.testing.assert_allclose(state.interest, want, rtol=1e-12, atol=1e-12)
+    gap = np.linalg.norm(state.interest - state.base, axis=1)
+    assert np.median(gap / gap0) < 0.2, "reversion did not bring interest most of the way back to base"
+    # with the OU on: residual against the OU mean of what the reversion left has mean 0, variance 1
+    model = make("stationary", {**no_clicks, "drift_gradual": sigma, "gradual_reversion": theta})
+    state = users(model, n)
+    state.interest += 2.0 * rng.normal(0.0, 1.0, size=state.interest.shape)
+    residuals, scale = [], []
+    for _ in range(5):
+        x0, t0, session0 = state.interest.copy(), state.drift_time.copy(), state.session.copy()
+        step(model, state, random_slates(model, n, rng))
+        started = state.session > session0  # a user with patience left did not start a session
+        dt = (state.drift_time - t0)[started, None]
+        base = state.base[started]
+        sd = sigma * np.sqrt((1.0 - np.exp(-2.0 * theta * dt)) / (2.0 * theta))
+        mean = (reverted(x0[started], base, np.exp(-rho * dt)) - base) * np.exp(-theta * dt)
+        residuals.append(((state.interest[started] - base) - mean) / sd)
+        scale.append((x0[started] - base) / sd)
+    r = np.concatenate(residuals).ravel()
+    assert abs(r.mean()) < Z_MAX / np.sqrt(r.size) and abs(r.var() - 1.0) < Z_MAX * np.sqrt(2.0 / r.size)
+    corr = np.corrcoef(r, np.concatenate(scale).ravel())[0, 1]  # a missing reversion leaves x0 in r
+    assert abs(corr) < Z_MAX / np.sqrt(r.size), f"residual correlates with the old deviation: {corr:.4f}"
 
 
 def test_patience_moves_by_quality_and_every_request_costs() -> None:
     """A request costs one unit of patience; a click refunds patience_quality * quality, at most
-    MAX_PATIENCE_REFUND < 1, so even a user shown only great items ends the session."""
-    model = make("clickbait")
-    w, gain = model.world, model.cfg.patience_quality
+    patience_refund_max < 1, so even a user shown only great items ends the session."""
+    model = make("clickbait", {"no_click_utility": 1.5})  # frequent clicks: both branches below are exercised
+    w, gain, cap = model.world, model.cfg.patience_quality, model.cfg.patience_refund_max
     n = 5_000
     state = users(model, n)
     state.patience[:] = 1e6
@@ -340,9 +420,9 @@ def test_patience_moves_by_quality_and_every_request_costs() -> None:
     before = state.patience.copy()
     out = step(model, state, slates)
     q = np.where(out.click, w.quality[slates[:, 0]], 0.0)
-    np.testing.assert_allclose(state.patience, before + np.minimum(gain * q, MAX_PATIENCE_REFUND) - 1.0, rtol=1e-15)
+    np.testing.assert_allclose(state.patience, before + np.minimum(gain * q, cap) - 1.0, rtol=1e-15)
     # both branches ran: capped refunds (the best item is rarely clicked: clickbait) and penalties
-    assert MAX_PATIENCE_REFUND < 1.0 and (gain * q > MAX_PATIENCE_REFUND).sum() > 100 and (q < 0).sum() > 100
+    assert cap < 1.0 and (gain * q > cap).sum() > 100 and (q < 0).sum() > 100
 
 
 # ----------------------------------------------------------------------------- seasonal and organic
@@ -371,6 +451,21 @@ def test_calendar_event_boosts_its_category() -> None:
     assert lift.mean() > Z_MAX * lift.std() / np.sqrt(n), f"event lift {lift.mean():.4f} not significant"
 
 
+def test_promotions_last_promo_days_on_average() -> None:
+    """Promotions start at promo_rate per day and last a whole number of days with mean promo_days
+    (a geometric length >= 1: the calendar has daily resolution, which is why promo_days >= 1)."""
+    lengths = []
+    for seed in range(40):
+        cfg = preset_config("seasonal", {"world_seed": seed, "promo_days": 4.0, "promo_rate": 0.5,
+                                         "horizon_days": 400.0})
+        promos = [e for e in build_model(cfg).world.events if e.kind == "promotion"]
+        lengths += [e.end_day - e.start_day for e in promos if e.end_day < 400]  # not cut by the horizon
+    lengths = np.array(lengths)
+    assert lengths.min() >= 1 and lengths.size > 5_000
+    se = np.sqrt(4.0 * 3.0 / lengths.size)  # geometric(1/4): variance (1 - p) / p^2 = 12
+    assert abs(lengths.mean() - 4.0) < Z_MAX * se, f"mean promotion length {lengths.mean():.3f}"
+
+
 def test_organic_search_follows_interest() -> None:
     """Before the next request a live user searches with probability search_prob, in a category
     drawn from softmax(interest . centroid / search_temperature); a search leads to a view with
@@ -392,3 +487,138 @@ def test_organic_search_follows_interest() -> None:
     assert_multinomial(np.array([viewed.sum(), (searched & ~viewed).sum()]),
                        np.array([cfg.view_prob, 1.0 - cfg.view_prob]), "views among searches")
     assert np.array_equal(w.category[out.view_item[viewed]], out.search_cat[viewed])
+
+
+# ----------------------------------------------------------------------------- satiation
+def test_a_purchase_sates_and_the_satiety_halves_every_half_life() -> None:
+    """Buying item i lowers its utility by satiation_click + satiation_purchase (a click without a
+    purchase by satiation_click), exactly; the loss then halves every satiation_half_life_days; and
+    the same users click the item as often as choice_probs (which includes satiety) predicts at 0,
+    1, 2 and 3 half-lives after the purchase, more often the longer ago it was."""
+    half_life = 2.0
+    always_buy = {"no_click_utility": -20.0, "cart_bias": 20.0, "purchase_bias": 20.0,
+                  "satiation_half_life_days": half_life, "churn_bias": -30.0, "horizon_days": 3650.0}
+    model = make("stationary", always_buy)
+    cfg = model.cfg
+    n = 4_000
+    state = users(model, n)
+    item = np.full((n, 1), 7)
+    before = model.utility(state, item)[:, 0]
+    t0 = state.time.copy()
+    out = step(model, state, item)
+    assert out.purchase.all()
+    loss = cfg.satiation_click + cfg.satiation_purchase
+    np.testing.assert_array_equal(state.sated_item[:, 0], 7)
+    np.testing.assert_array_equal(state.sated_time[:, 0], t0)
+    # satiety is the only term that moved (stationary: no drift, no boredom, no events)
+    now = model.utility(state, item)[:, 0] + loss * 0.5 ** ((state.time - t0) / half_life)
+    np.testing.assert_allclose(now, before, rtol=1e-12, atol=1e-12)
+    clicked_only = make("stationary", {**always_buy, "cart_bias": -20.0})
+    other = users(clicked_only, 50)
+    u0 = clicked_only.utility(other, item[:50])[:, 0]
+    step(clicked_only, other, item[:50])
+    np.testing.assert_allclose(clicked_only.utility(other, item[:50])[:, 0] + cfg.satiation_click
+                               * 0.5 ** (other.time / half_life), u0, rtol=1e-12, atol=1e-12)
+    # the decay, seen through the users' clicks: clones of one sated user, k half-lives later
+    sampler = make("stationary", {"satiation_half_life_days": half_life, "no_click_utility": 0.0})
+    sated = take_rows(state, np.zeros(20_000, dtype=np.int64))
+    rates = []
+    for k in range(4):
+        batch = dataclasses.replace(sated, key=user_keys(100 + k * 20_000 + np.arange(20_000)),
+                                    time=sated.sated_time[:, 0] + k * half_life)
+        batch = take_rows(batch, np.arange(20_000))  # own arrays
+        util = sampler.utility(batch, item[:1].repeat(20_000, axis=0))[0, 0]
+        expected_loss = loss * 0.5**k
+        base = util + expected_loss
+        np.testing.assert_allclose(base, before[0], rtol=1e-12)
+        probs = sampler.choice_probs(batch, item[:1].repeat(20_000, axis=0))
+        clicks = step(sampler, batch, item[:1].repeat(20_000, axis=0)).click
+        assert_multinomial(np.array([clicks.sum(), (~clicks).sum()]), probs[0], f"clicks {k} half-lives later")
+        rates.append(clicks.mean())
+    assert all(b > a + 0.02 for a, b in zip(rates, rates[1:], strict=False)), f"click rate by half-lives: {rates}"
+
+
+def test_satiety_remembers_the_most_sated_items() -> None:
+    """A user who buys more distinct items than there are satiety slots keeps the most sated ones:
+    a new item takes over the slot whose satiety is lowest now; buying an item again raises its own
+    slot (current satiety + the new amount)."""
+    from driftrec.envs.shop import SATIETY_SLOTS
+
+    model = make("stationary", {"no_click_utility": -20.0, "cart_bias": 20.0, "purchase_bias": 20.0,
+                                "churn_bias": -30.0, "horizon_days": 3650.0})
+    cfg = model.cfg
+    state = users(model, 1)
+    for item in range(SATIETY_SLOTS):
+        step(model, state, np.array([[item]]))
+    assert sorted(state.sated_item[0]) == list(range(SATIETY_SLOTS))
+    oldest = int(state.sated_item[0][np.argmin(state.sated_time[0])])
+    step(model, state, np.array([[100]]))  # a new item: the least sated (the oldest purchase) goes
+    assert 100 in state.sated_item[0] and oldest not in state.sated_item[0]
+    slot = int(np.flatnonzero(state.sated_item[0] == 100)[0])
+    level, since = state.sated_level[0, slot], state.sated_time[0, slot]
+    step(model, state, np.array([[100]]))  # bought again: the same slot, current satiety + amount
+    assert state.sated_item[0, slot] == 100 and (state.sated_item[0] == 100).sum() == 1
+    elapsed = state.sated_time[0, slot] - since
+    amount = cfg.satiation_click + cfg.satiation_purchase
+    np.testing.assert_allclose(state.sated_level[0, slot],
+                               level * 0.5 ** (elapsed / cfg.satiation_half_life_days) + amount, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- bubble, long run
+def test_bubble_focuses_users_and_keeps_their_interest_strong() -> None:
+    """On `bubble`, 400 random requests leave the mean |interest| at least 0.8 of its start (the
+    bubble keeps length, the reversion moves toward a base of similar length); and users shown only
+    one category's items (with clicks frequent enough for the bubble to act) turn toward its
+    centroid: the mean cosine rises by far more than its standard error, at undiminished length."""
+    long_life = {"horizon_days": 3650.0, "churn_bias": -30.0}
+    model = make("bubble", long_life)
+    n = 2_000
+    rng = np.random.default_rng(12)
+    state = users(model, n)
+    start = np.linalg.norm(state.interest, axis=1).mean()
+    for _ in range(400):
+        step(model, state, random_slates(model, n, rng))
+    kept = np.linalg.norm(state.interest, axis=1).mean() / start
+    assert kept >= 0.8, f"mean |interest| kept {kept:.3f} of its start after 400 random requests"
+
+    focused = make("bubble", {**long_life, "no_click_utility": 0.0})
+    state = users(focused, n)
+    w = focused.world
+    cat = 3
+    items = w.cat_start[cat] + np.arange(w.cat_count[cat])
+    centroid = w.centroid[cat]
+    cos0 = (state.interest @ centroid) / np.linalg.norm(state.interest, axis=1)
+    norm0 = np.linalg.norm(state.interest, axis=1).mean()
+    for _ in range(60):
+        step(focused, state, rng.choice(items, size=(n, 1)))
+    cos1 = (state.interest @ centroid) / np.linalg.norm(state.interest, axis=1)
+    lift = cos1 - cos0
+    assert lift.mean() > Z_MAX * lift.std(ddof=1) / np.sqrt(n) and lift.mean() > 0.2, f"focus {lift.mean():.3f}"
+    assert np.linalg.norm(state.interest, axis=1).mean() > 0.8 * norm0
+
+
+# ----------------------------------------------------------------------------- bandit
+def test_bandit_lives_do_not_depend_on_what_is_shown() -> None:
+    """On `bandit` nothing a recommendation does outlives its request: the same users shown random
+    items or each user's single best item make their requests at the same times, in the same
+    sessions, end their lives at the same step, search the same categories, and keep their
+    interest; only clicks and rewards differ. So the myopic optimum is the optimum."""
+    model = make("bandit", {"horizon_days": 20.0, "churn_bias": -3.0})
+    n = 1_000
+    rng = np.random.default_rng(13)
+    a, b = users(model, n), users(model, n)
+    born = a.interest.copy()
+    best = model.utility(a, np.broadcast_to(np.arange(model.cfg.n_items), (n, model.cfg.n_items))).argmax(axis=1)
+    ended = np.zeros(n, dtype=bool)
+    clicks = np.zeros((2, n))
+    for _ in range(150):
+        out_a = step(model, a, random_slates(model, n, rng))
+        out_b = step(model, b, best[:, None])
+        for name in ("time", "session", "terminated", "truncated", "search_cat", "view_item", "organic_time"):
+            np.testing.assert_array_equal(getattr(out_a, name)[~ended], getattr(out_b, name)[~ended], err_msg=name)
+        clicks += [out_a.click & ~ended, out_b.click & ~ended]
+        ended |= out_a.terminated | out_a.truncated
+    assert ended.mean() > 0.9 and (out_a.terminated[ended].any())
+    np.testing.assert_array_equal(a.interest, born)
+    np.testing.assert_array_equal(b.interest, born)
+    assert clicks[1].sum() > 3 * clicks[0].sum()  # what is shown still matters now

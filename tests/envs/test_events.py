@@ -26,7 +26,10 @@ from driftrec.envs.rng import user_keys
 
 N_USERS = 24
 # cart and revenue rewards on, so every branch of the reward split is exercised
-SHOP = {"horizon_days": 2.0, "reward_cart": 0.5, "reward_revenue": 0.02}
+# a short life in which clicks, carts and purchases are frequent (the defaults' realistic volumes
+# give a few users of two days a handful of clicks), so every behaviour reaches the log
+SHOP = {"horizon_days": 10.0, "reward_cart": 0.5, "reward_revenue": 0.02, "no_click_utility": 1.0,
+        "cart_bias": 0.0, "purchase_bias": 1.0}
 
 
 @dataclasses.dataclass

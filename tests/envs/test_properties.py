@@ -223,3 +223,32 @@ def test_a_hidden_position_of_huge_utility_changes_nothing(choice_model: str) ->
         _, out = model.step(state, items)
     np.testing.assert_allclose(probs, np.tile([1.0, 0.0, 0.0], (N_USERS, 1)), rtol=0.0, atol=1e-12)
     np.testing.assert_array_equal(out.click_pos, 0)  # position 0 is all but certain to be clicked
+
+
+def _other_value(key: str) -> Any:
+    """An allowed value of ``key`` other than its default."""
+    field, default = FIELDS[key], FIELDS[key].default
+    if field.metadata["choices"]:
+        return next(c for c in field.metadata["choices"] if c != default)
+    if HINTS[key] is bool:
+        return not default
+    lo, hi = _range(key)
+    value = default + 1 if default + 1 <= hi else default - 1
+    return int(value) if HINTS[key] is int else max(lo, min(hi, float(value)))
+
+
+@pytest.mark.parametrize("preset", ["default", "recsim-ie"])
+def test_a_key_the_model_does_not_read_is_refused_by_name(preset: str) -> None:
+    """Each user model declares the keys it reads (READS); a key it would silently ignore, set away
+    from its default, is one ConfigError naming the key and the model, however the config is built."""
+    model = build_model(preset_config(preset))
+    unread = [key for key in FIELDS if key not in model.READS]
+    assert unread, f"{preset}: every key is read"
+    for key in unread:
+        for make in (lambda key=key: build_model(preset_config(preset, {key: _other_value(key)})),
+                     lambda key=key: gym.make(ENV_ID, preset=preset, **{key: _other_value(key)})):
+            with pytest.raises(ConfigError) as err:
+                make()
+            _assert_names(err, key)
+            assert f"model '{model.cfg.model}'" in str(err.value)
+    assert "recsim_budget" in unread if preset == "default" else "drift_bubble" in unread

@@ -1,9 +1,13 @@
-"""recsim-ie: one test (or more) per rule of DESIGN.md's RecSim interest-evolution facts, plus
-conformance with both env checkers. Seeds are fixed; statistical checks use explicit binomial /
-standard-error tolerances (4 to 5 sigma), so a wrong rule fails and a right one never flakes."""
+"""recsim-ie: one test (or more) per rule re-derived from RecSim's interest-evolution source
+(google-research/recsim: environments/interest_evolution.py, choice_model.py, simulator/environment.py),
+plus conformance with both env checkers. Seeds are fixed; statistical checks use explicit binomial /
+standard-error tolerances (4 to 5 sigma), so a wrong rule fails and a right one never flakes. The
+trajectory tests compare whole lives, bit for bit, with a line-by-line transcription of RecSim's
+IEvUserModel fed the same uniforms."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -12,13 +16,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from driftrec.envs import ConfigError, ShopSimEnv, make_vec_env, model_for
+from driftrec.envs import ConfigError, ShopSimEnv, SimConfig, make_vec_env, model_for
 from driftrec.envs import rng as rngs
 from driftrec.envs.recsim_ie import RecSimIEModel, RecSimIEState
 from driftrec.envs.state import CLICK, PAD, copy_state
 
-ALPHA = 0.9 / 3.4
-MEANS = np.concatenate([np.linspace(-3.0, 0.0, 14), np.linspace(0.0, 3.0, 6)])
+# RecSim's constants, written as its source evaluates them
+ALPHA = 0.9 * (1.0 / 3.4)  # UtilityModelUserSampler: user_update_alpha = alpha * utility_range
+MEANS = np.concatenate((np.linspace(-3.0, 0, int(20 * 0.7)), np.linspace(0, 3.0, int(20 * 0.3))))
 
 
 def _model(**overrides: object) -> RecSimIEModel:
@@ -59,6 +64,8 @@ def test_preset_shape_of_the_problem() -> None:
     ({"action_mode": "catalog"}, "action_mode"),
     ({"n_categories": 10}, "n_categories"),
     ({"topic_dim": 8}, "topic_dim"),
+    ({"n_items": 8}, "n_candidates"),  # 10 distinct candidates need 10 documents
+    ({"slate_size": 11}, "slate_size"),  # RecSim's Environment asserts slate_size <= num_candidates
 ])
 def test_unsupported_config_raises_one_line_error_naming_the_key(overrides: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"'{key}'") as err:
@@ -66,6 +73,12 @@ def test_unsupported_config_raises_one_line_error_naming_the_key(overrides: dict
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match=f"'{key}'"):
         ShopSimEnv("recsim-ie", **overrides)
+
+
+def test_recsim_model_refuses_another_models_config() -> None:
+    cfg = dataclasses.replace(_model().cfg, model="shop")
+    with pytest.raises(ConfigError, match="'model'"):
+        RecSimIEModel(cfg)
 
 
 # ----------------------------------------------------------------------------- documents
@@ -88,24 +101,40 @@ def test_corpus_quality_is_normal_around_the_cluster_means() -> None:
     assert not np.array_equal(_model(n_items=40_000, world_seed=1).world.quality, w.quality)
 
 
-def test_ten_candidates_per_request_drawn_uniformly_with_replacement() -> None:
-    m = _model()
+def test_cluster_means_split_trashy_and_nutritious_like_recsim() -> None:
+    """UtilityModelVideoSampler: linspace(-3, 0, int(20 * 0.7)) then linspace(0, 3, int(20 * 0.3))."""
+    np.testing.assert_array_equal(_model().world.cluster_mean, MEANS)
+    assert MEANS.size == 20 and np.all(MEANS[:14] <= 0.0) and np.all(MEANS[14:] >= 0.0)
+    assert MEANS[0] == -3.0 and MEANS[13] == 0.0 and MEANS[14] == 0.0 and MEANS[19] == 3.0
+    np.testing.assert_allclose(np.diff(MEANS[:14]), 3.0 / 13, rtol=1e-12)
+    np.testing.assert_allclose(np.diff(MEANS[14:]), 3.0 / 5, rtol=1e-12)
+
+
+@pytest.mark.parametrize(("n_items", "n_cand"), [(1000, 10), (12, 10)])  # sparse (redraws) and dense (permutation)
+def test_candidates_are_distinct_documents_uniform_over_ordered_samples(n_items: int, n_cand: int) -> None:
+    """RecSim's candidates are n_candidates different documents: a uniform ordered sample of the
+    corpus without replacement, fresh every request, from the user's own stream."""
+    m = _model(n_items=n_items, n_candidates=n_cand)
     n, steps = 2000, 10
     s = _users(m, n)
     draws = []
     for _ in range(steps):
-        assert s.cand.shape == (n, 10) and s.cand.min() >= 0 and s.cand.max() < 1000
+        assert s.cand.shape == (n, n_cand) and s.cand.min() >= 0 and s.cand.max() < n_items
         draws.append(s.cand.copy())
         s, out = m.step(s, _slate(n))
-        assert out.items.shape == (n, 2)
         np.testing.assert_array_equal(out.items, draws[-1][:, :2])  # the action indexes the candidates
         assert not np.array_equal(s.cand, draws[-1])  # fresh candidates every request
     cand = np.concatenate(draws)
-    assert stats.chisquare(np.bincount(cand.ravel(), minlength=1000)).pvalue > 1e-4
-    # independent draws with replacement: P(a request repeats a document) = 1 - prod(1 - i / 1000)
-    p_dup = 1.0 - np.prod(1.0 - np.arange(10) / 1000.0)
-    dup = np.mean([len(set(row)) < 10 for row in cand])
-    assert abs(dup - p_dup) < 5 * math.sqrt(p_dup * (1 - p_dup) / len(cand))
+    assert all(len(set(row)) == n_cand for row in cand)  # no document twice in a request
+    for pos in range(n_cand):  # every position is uniform over the corpus
+        assert stats.chisquare(np.bincount(cand[:, pos], minlength=n_items)).pvalue > 1e-4, pos
+    if n_items <= 20:  # ordered pairs of positions: uniform over the pairs of different documents
+        pair = np.bincount(cand[:, 0] * n_items + cand[:, 1], minlength=n_items * n_items)
+        assert stats.chisquare(pair.reshape(n_items, n_items)[~np.eye(n_items, dtype=bool)]).pvalue > 1e-4
+    above = np.mean(cand[:, 1] > cand[:, 0])
+    assert abs(above - 0.5) < 5 * math.sqrt(0.25 / len(cand))
+    # a user's candidates do not depend on its batch
+    np.testing.assert_array_equal(_users(m, 1, seed=5).cand, _users(m, 6).cand[5:])
 
 
 # ----------------------------------------------------------------------------- users
@@ -182,6 +211,7 @@ def test_position_plays_no_role() -> None:
 
 
 def test_duplicate_in_slate_is_shown_once_and_counted_once() -> None:
+    """Deliberate deviation 2: RecSim would show a repeated candidate twice (two weights)."""
     m = _model()
     n = 20_000
     s = _users(m, n, seed=11)
@@ -302,6 +332,109 @@ def test_a_life_ends_and_its_budget_adds_up() -> None:
     assert not out.truncated.any()
 
 
+def _recsim_step(u: np.ndarray, budget: float, features: np.ndarray, quality: np.ndarray, length: np.ndarray,
+                 u_choice: float, u_flip: float) -> tuple[np.ndarray, float, int | None, float]:
+    """One request of RecSim's IEvUserModel for one user, transcribed line by line from
+    interest_evolution.py (simulate_response, _generate_click_response, update_state) and
+    choice_model.py (MultinomialProportionalChoiceModel, NormalizableChoiceModel.choose_item), with
+    UtilityModelUserSampler's constants; RecSim's global np.random draws are replaced by the given
+    uniforms. Returns (interest, budget, clicked position or None, watch time)."""
+    no_click_mass, min_normalizer, step_penalty = 1.0, -1.0, 0.5
+    user_quality_factor, document_quality_factor, user_update_alpha = 0.0, 1.0, 0.9 * (1.0 / 3.4)
+    # score_documents + choose_item (np.random.choice: cdf, normalised, searchsorted right)
+    scores = np.array([np.dot(u, doc) for doc in features])
+    all_scores = np.append(scores, no_click_mass) - min_normalizer
+    all_probs = all_scores / np.sum(all_scores)
+    cdf = all_probs.cumsum()
+    cdf /= cdf[-1]
+    selected = int(cdf.searchsorted(u_choice, side="right"))
+    if selected == len(all_probs) - 1:
+        return u, budget - step_penalty, None, 0.0
+    watch_time = min(budget, length[selected])
+    # update_state
+    doc = features[selected]
+    expected_utility = all_scores[selected]  # choice_model.scores[0] of the clicked document alone
+    target = doc - u
+    mask = doc
+    alpha = (-0.3 / 1.0) * np.absolute(u) + 0.3  # compute_alpha(u, x_intercept=1.0, y_intercept=0.3)
+    update = alpha * mask * target
+    positive_update_prob = np.dot((u + 1.0) / 2, mask)
+    u = u + update if u_flip < positive_update_prob else u - update
+    u = np.clip(u, -1.0, 1.0)
+    received_utility = user_quality_factor * expected_utility + document_quality_factor * quality[selected]
+    budget -= watch_time
+    budget += user_update_alpha * watch_time * received_utility
+    return u, budget, selected, watch_time
+
+
+def _policy(name: str, model: RecSimIEModel, s: RecSimIEState, rng: np.random.Generator) -> np.ndarray:
+    """(N, 2) distinct candidate indices (RecSim would count a repeated one twice): the two best by
+    hidden quality, by interest, or two at random."""
+    if name == "quality":
+        return np.argsort(-model.world.quality[s.cand], axis=1, kind="stable")[:, :2]
+    if name == "interest":
+        weight = np.take_along_axis(s.interest, model.world.category[s.cand], axis=1)
+        return np.argsort(-weight, axis=1, kind="stable")[:, :2]
+    return np.argsort(rng.random(s.cand.shape), axis=1)[:, :2]
+
+
+@pytest.mark.parametrize("policy", ["quality", "interest", "random"])
+def test_whole_lives_match_a_transcription_of_recsim_bit_for_bit(policy: str) -> None:
+    """Choice, watch time, interest update and budget refill, in RecSim's order, for whole lives.
+    A quality-seeking policy stretches the budget (every click refills 0.2647 * w * quality), so a
+    deviation in the budget or quality rules shows there first."""
+    m = _model()
+    n = 16
+    s = _users(m, n, seed=40)
+    rng = np.random.default_rng(1)
+    eye = np.eye(20)
+    ref_u, ref_b = s.interest.copy(), s.budget.copy()
+    alive = np.ones(n, dtype=bool)
+    steps = np.zeros(n, dtype=np.int64)
+    clicks = np.zeros(n, dtype=np.int64)
+    while alive.any():
+        action = _policy(policy, m, s, rng)
+        items = np.take_along_axis(s.cand, action, axis=1)
+        draws = rngs.uniforms(s.key, rngs.STREAM_STEP, s.t, 2)  # the model's (choice, flip) uniforms
+        s2, out = m.step(s, action)
+        for i in np.flatnonzero(alive):
+            ui, bi, sel, watch = _recsim_step(ref_u[i], float(ref_b[i]), eye[m.world.category[items[i]]],
+                                              m.world.quality[items[i]], m.world.length[items[i]],
+                                              draws[i, 0], draws[i, 1])
+            ref_u[i], ref_b[i] = ui, bi
+            assert out.click_pos[i] == (-1 if sel is None else sel), (i, steps[i])
+            assert out.reward[i] == watch and out.terminated[i] == (bi <= 0)  # is_terminal: budget <= 0
+            clicks[i] += sel is not None
+        np.testing.assert_array_equal(s2.interest[alive], ref_u[alive])
+        np.testing.assert_array_equal(s2.budget[alive], ref_b[alive])
+        steps += alive
+        alive &= ~out.terminated
+        s = s2
+        assert steps.max() < 5000
+    assert clicks.sum() > 10 * n and not out.truncated.any()
+    if policy == "quality":  # good documents refill: more than the 200 / 4 = 50 clicks a budget buys without
+        assert clicks.mean() > 55
+
+
+def test_quality_seeking_outlives_interest_seeking() -> None:
+    """The budget rule at work: with the same users, showing the best documents makes lives longer
+    than showing the most clicked ones (whose clusters are mostly trashy)."""
+    m = _model()
+    n = 200
+    lives = {}
+    for policy in ("quality", "interest"):
+        s = _users(m, n, seed=60)
+        rng = np.random.default_rng(0)
+        steps = np.zeros(n)
+        alive = np.ones(n, dtype=bool)
+        while alive.any():
+            s, out = m.step(s, _policy(policy, m, s, rng), inplace=True)
+            steps += alive
+            alive &= ~out.terminated
+        lives[policy] = steps.mean()
+    assert lives["quality"] > 2 * lives["interest"], lives
+
+
 def test_truncated_at_the_horizon() -> None:
     m = _model(horizon_days=0.1, recsim_budget=1e6)  # 144 minutes of time, budget never runs out
     n = 16
@@ -313,6 +446,121 @@ def test_truncated_at_the_horizon() -> None:
         np.testing.assert_array_equal(out.truncated, s.time >= 0.1)
         ended |= out.truncated
     assert ended.all()
+
+
+# ----------------------------------------------------------------------------- expected values (oracle)
+def test_click_values_are_the_watch_time_of_a_click() -> None:
+    m = _model()
+    n = 20_000
+    s = _users(m, n, seed=13)
+    s.budget[:] = np.where(np.arange(n) % 3 == 0, 2.5, np.where(np.arange(n) % 3 == 1, 0.0, 150.0))
+    values = m.click_values(s, s.cand)
+    assert values.shape == (n, 10)
+    np.testing.assert_array_equal(values, np.minimum(s.budget, 4.0)[:, None] * np.ones(10))
+    _, out = m.step(s, _slate(n))
+    clicked = np.flatnonzero(out.click_pos >= 0)
+    assert clicked.size > 1000
+    # the step's reward given a click is exactly the click value of the clicked document
+    np.testing.assert_array_equal(out.reward[clicked], values[clicked, out.click_pos[clicked]])
+
+
+def test_one_item_expected_rewards_match_choice_probs_and_the_step() -> None:
+    m = _model()
+    n = 40_000
+    s = _users(m, n, seed=17)
+    s.budget[:] = np.where(np.arange(n) % 2 == 0, 1.5, 100.0)
+    expected = m.one_item_expected_rewards(s, s.cand)
+    assert expected.shape == (n, 10)
+    values = m.click_values(s, s.cand)
+    for x in range(10):  # P(click of the one-document slate) exactly as choice_probs gives it, times its value
+        p = m.choice_probs(s, s.cand[:, x:x + 1])[:, 0]
+        np.testing.assert_array_equal(expected[:, x], p * values[:, x])
+    rows = np.arange(5, 300, 7)  # a subset of users, items already restricted to them
+    np.testing.assert_array_equal(m.one_item_expected_rewards(s, s.cand[rows], rows=rows), expected[rows])
+    np.testing.assert_array_equal(m.one_item_expected_rewards(s, s.cand[10:20], rows=slice(10, 20)), expected[10:20])
+    # and the step of a one-document slate: its mean reward is the sum of the expected rewards
+    one = _model(slate_size=1)
+    s1 = _users(one, n, seed=17)
+    s1.budget[:] = s.budget
+    x = 3
+    want = one.one_item_expected_rewards(s1, s1.cand[:, x:x + 1])[:, 0]
+    _, out = one.step(s1, np.full(n, x))
+    p, v = want / np.minimum(s1.budget, 4.0), np.minimum(s1.budget, 4.0)
+    sd = math.sqrt(np.sum(v * v * p * (1 - p)))
+    assert abs(out.reward.sum() - want.sum()) < 4.5 * sd
+
+
+# ----------------------------------------------------------------------------- the keys it reads
+def _other_value(field: dataclasses.Field) -> object:
+    """A valid value of a SimConfig knob other than its default."""
+    meta, default = field.metadata, field.default
+    if meta.get("choices"):
+        return next(c for c in meta["choices"] if c != default)
+    if isinstance(default, bool):
+        return not default
+    value = meta["lo"] if meta["lo"] != default else meta["hi"]
+    return int(value) if isinstance(default, int) else float(value)
+
+
+def _fingerprint(model: RecSimIEModel, steps: int, n: int = 6) -> list:
+    """Spaces, corpus and a short seeded run of ``model``: what a change of config could change."""
+    s = _users(model, n, seed=70)
+    rng = np.random.default_rng(2)
+    obs = model.observe(s)
+    run = [repr(model.observation_space), repr(model.action_space), model.world.quality.tobytes(), obs]
+    for _ in range(steps):
+        s, out = model.step(s, rng.integers(0, model.m, size=(n, model.k)), inplace=True)
+        run += [out.reward, out.terminated, out.truncated, model.observe(s)]
+    return run
+
+
+def _same(a: list, b: list) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, dict):
+            if x.keys() != y.keys() or not all(np.array_equal(x[k], y[k]) for k in x):
+                return False
+        elif not np.array_equal(np.asarray(x), np.asarray(y)):
+            return False
+    return True
+
+
+# a non-default value of each key the model reads, and the base it shows its effect on
+READ_CHANGES = {
+    "model": ("shop", {}), "obs_mode": ("oracle", {}), "action_mode": ("catalog", {}), "slate_size": (1, {}),
+    "n_candidates": (5, {}), "history_len": (3, {"obs_mode": "history"}),
+    "horizon_days": (0.1, {"recsim_budget": 1e6}), "world_seed": (1, {}), "n_items": (500, {}),
+    "n_categories": (10, {}), "topic_dim": (8, {}), "recsim_budget": (20.0, {"obs_mode": "oracle"}),
+}
+
+
+def test_reads_lists_the_keys_that_change_the_model() -> None:
+    """Each key in READS changes the spaces, the corpus or a run (or is checked, a ConfigError
+    naming it); every other SimConfig key, set to a non-default value, changes nothing (or is
+    refused, naming it)."""
+    base = _model().cfg
+    assert set(READ_CHANGES) == RecSimIEModel.READS
+    assert RecSimIEModel.READS <= {f.name for f in dataclasses.fields(SimConfig)}
+    for key, (value, context) in READ_CHANGES.items():
+        cfg = dataclasses.replace(base, **context)
+        ref = _fingerprint(RecSimIEModel(cfg), steps=300 if key == "horizon_days" else 5)
+        try:
+            changed = RecSimIEModel(dataclasses.replace(cfg, **{key: value}))
+        except ConfigError as err:
+            assert f"'{key}'" in str(err), key
+            continue
+        assert not _same(_fingerprint(changed, steps=300 if key == "horizon_days" else 5), ref), key
+    ref = _fingerprint(RecSimIEModel(base), steps=20)
+    for field in dataclasses.fields(SimConfig):
+        if field.name in RecSimIEModel.READS:
+            continue
+        try:
+            other = RecSimIEModel(dataclasses.replace(base, **{field.name: _other_value(field)}))
+        except ConfigError as err:  # a check that refuses keys the model ignores: fine too
+            assert f"'{field.name}'" in str(err), field.name
+            continue
+        assert _same(_fingerprint(other, steps=20), ref), field.name
 
 
 # ----------------------------------------------------------------------------- purity and batching

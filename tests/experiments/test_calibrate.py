@@ -113,8 +113,11 @@ def test_drift_excess_is_zero_without_drift_and_large_when_interests_migrate() -
 
 
 def test_simulated_drift_raises_the_excess() -> None:
-    calm = log_stats(simulate_log(preset_config("stationary", {"horizon_days": 10}), 60, 0))
-    moving = log_stats(simulate_log(preset_config("stationary", {"horizon_days": 10, "drift_migration": 0.3}), 60, 0))
+    # At a shop's volumes (~1.5 sessions a week) a user needs weeks for the 20 interest events the
+    # statistic asks of them, so a month of 300 users (~200 of them measured), with about 3
+    # migrations in a life (0.1 a day; at 0.3 a day ~9 would mix both halves alike and hide the drift).
+    calm = log_stats(simulate_log(preset_config("stationary", {"horizon_days": 30}), 300, 0))
+    moving = log_stats(simulate_log(preset_config("stationary", {"horizon_days": 30, "drift_migration": 0.1}), 300, 0))
     assert abs(calm.drift_excess) < 0.02
     assert moving.drift_excess > calm.drift_excess + 0.03
 
@@ -132,11 +135,12 @@ TOLERANCE = {"no_click_utility": ("abs", 0.4), "cart_bias": ("abs", 0.6), "purch
 
 @pytest.mark.slow
 def test_round_trip_recovers_the_knobs() -> None:
-    truth = preset_config("default", {**TRUE_KNOBS, "horizon_days": 20})
+    # a month of log: at a shop's volumes (~1.5 sessions a week) 20 days gave too few clicks per user
+    truth = preset_config("default", {**TRUE_KNOBS, "horizon_days": 30})
     real = simulate_log(truth, 300, seed=10**6, groups=4)  # other users and burn-ins than the fit's
     cal = calibrate(real, users=300, groups=4, rounds=14, budget_s=600, seed=0)
     got = cal.overrides
-    assert got["n_items"] == 500 and got["n_categories"] == 10 and got["horizon_days"] == pytest.approx(20.0)
+    assert got["n_items"] == 500 and got["n_categories"] == 10 and got["horizon_days"] == pytest.approx(30.0)
     assert got["price_mean"] == pytest.approx(30.0, rel=1e-6) and got["price_spread"] == pytest.approx(0.6, rel=1e-6)
     misses = []
     for key, (kind, tol) in TOLERANCE.items():

@@ -40,10 +40,11 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- presets
-def test_presets_lists_all_eight(capsys: pytest.CaptureFixture[str]) -> None:
+def test_presets_lists_all_nine(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0
-    assert len(PRESETS) == 8
+    assert list(PRESETS) == ["bandit", "stationary", "gradual", "migration", "seasonal", "bubble", "clickbait",
+                             "default", "recsim-ie"]  # the ladder's order: control, no drift, each drift, the mix
     for name, preset in PRESETS.items():
         assert name in out
         assert preset.summary.split()[0] in out
@@ -214,3 +215,11 @@ def test_make_policy_names_unknown_policies() -> None:
     assert isinstance(make_policy("random", model, 3, seed=0), RandomPolicy)
     with pytest.raises(ConfigError, match=r"unknown policy 'nope'; choose one of: random"):
         make_policy("nope", model, 3, seed=0)
+
+
+def test_simulate_refuses_a_key_the_model_ignores(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "out.parquet"
+    code, out, err = run_cli(capsys, "simulate", "--preset", "recsim-ie", "--users", "3", "--set", "drift_bubble=0.5",
+                             "--out", str(path))
+    assert_one_line_error(code, err, "'drift_bubble'", "not read by model 'recsim-ie'")
+    assert out == "" and not path.exists()

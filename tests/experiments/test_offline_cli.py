@@ -24,8 +24,10 @@ def _one_thread() -> None:
 
 @pytest.fixture(scope="module")
 def sim_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # a month of the default shop: at its volumes (about 2 clicks per user per month) that is what it
+    # takes for about 100 users to have the 3 clicks the leave-last-out split holds out (over 50 asked)
     path = tmp_path_factory.mktemp("logs") / "sim.parquet"
-    assert main(["simulate", "--users", "200", "--days", "3", "--policy", "random", "--out", str(path)]) == 0
+    assert main(["simulate", "--users", "300", "--days", "30", "--policy", "random", "--out", str(path)]) == 0
     return path
 
 
