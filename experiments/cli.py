@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driftrec.agents.policies import POLICIES, make_policy
+from driftrec.agents.policies import DEFAULT_BURN_IN_USERS, POLICIES, make_policy
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import EventLogError, EventRecorder, EventWriter, load_events
 from driftrec.envs.model import build_model
@@ -92,7 +92,7 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
                    help="policy that serves the users: random, popularity, oracle-greedy or logging (default: random)")
     p.add_argument("--policy-logs", type=Path, default=None, metavar="FILE",
                    help="event log (Parquet) that popularity and logging rank items by (default: a random-policy "
-                        "burn-in of 200 users with seeds SEED + 2*10**9 + i)")
+                        f"burn-in of {DEFAULT_BURN_IN_USERS} users with seeds SEED + 2*10**9 + i)")
     p.add_argument("--epsilon", type=float, default=None,
                    help="logging policy: probability of a uniform random item at each position (default: 0.3)")
     p.add_argument("--seed", type=int_arg(0, 2**62, "an integer seed"), default=0,
