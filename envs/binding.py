@@ -56,6 +56,8 @@ class Call:
     def __init__(self, kernel: Any, leading: int, fixed: Mapping[str, Any], *groups: tuple[str, type]):
         names = list(inspect.signature(kernel.py_func).parameters)
         label = kernel.py_func.__name__
+        if len(groups) not in (1, 2):
+            raise TypeError(f"kernel {label}: a Call takes one or two groups of fields, got {len(groups)}")
         group_names = [{prefix + f.name for f in dataclasses.fields(cls)} for prefix, cls in groups]
         for i, a in enumerate(group_names):
             clash = a & (set(fixed) | set().union(*group_names[i + 1:]))

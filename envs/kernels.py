@@ -107,10 +107,16 @@ def satiety(p, i, it, now, sated_item, sated_level, sated_time):  # noqa: ANN001
     for s in range(sated_item.shape[1]):
         held = sated_item[i, s]
         if held == it:
-            return sated_level[i, s] * math.exp(-LN2 * (now - sated_time[i, s]) / p.satiation_half_life_days)
+            return _decayed(p, sated_level[i, s], sated_time[i, s], now)
         if held < 0:
             break
     return 0.0
+
+
+@njit(cache=True, inline="always")
+def _decayed(p, level, since, now):  # noqa: ANN001, ANN202
+    """A satiety ``level`` set at ``since``, at time ``now``: halved every satiation_half_life_days."""
+    return level * math.exp(-LN2 * (now - since) / p.satiation_half_life_days)
 
 
 @njit(cache=True, inline="always")
@@ -471,7 +477,7 @@ def _sate(p, i, it, now, amount, sated_item, sated_level, sated_time):  # noqa: 
         if held == it or held < 0:  # slots fill in order: an empty slot ends the items held
             slot = s
             break
-        level = sated_level[i, s] * math.exp(-LN2 * (now - sated_time[i, s]) / p.satiation_half_life_days)
+        level = _decayed(p, sated_level[i, s], sated_time[i, s], now)
         if level < low:
             low, slot = level, s
     current = satiety(p, i, it, now, sated_item, sated_level, sated_time)

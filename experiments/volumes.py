@@ -37,9 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftrec.agents.policies import make_policy
 from driftrec.envs.events import EventRecorder
+from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
-from driftrec.envs.rollout import train_seeds
+from driftrec.envs.rollout import rollout, train_seeds
 
 REFERENCE: dict[str, tuple[float, float, str]] = {
     "sessions_per_week": (0.5, 3.0, "OTTO (4 weeks, 12.9M users): 15.1 clicks/user at 3.6-5.4 clicks/session; "
@@ -97,10 +99,6 @@ def volume_stats(events: pd.DataFrame, n_users: int, days: float) -> dict[str, f
 def measure(preset: str, policy: str, users: int, days: float, seed: int = 0,
             overrides: dict[str, Any] | None = None) -> dict[str, float]:
     """Simulate ``users`` users of ``preset`` (their lives ``days`` long) under ``policy``; their volumes."""
-    from driftrec.agents.policies import make_policy  # agents import torch-free policies only
-    from driftrec.envs.model import build_model
-    from driftrec.envs.rollout import rollout
-
     model = build_model(preset_config(preset, {**(overrides or {}), "horizon_days": days}))
     recorder = EventRecorder(model)
     start = time.perf_counter()
@@ -118,8 +116,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cells = [fmt.format(r[key]) for key, _, fmt in COLUMNS]
         lines.append(f"| {r['preset']} | {r['policy']} | " + " | ".join(cells) + " |")
-    ref = [f"{lo:g}-{hi:g}" if key in REFERENCE else "" for key, _, _ in COLUMNS
-           for lo, hi in [REFERENCE.get(key, (0, 0, ""))[:2]]]
+    ref = ["{:g}-{:g}".format(*REFERENCE[key][:2]) if key in REFERENCE else "" for key, _, _ in COLUMNS]
     lines.append("| public logs | | " + " | ".join(ref) + " |")
     return "\n".join(lines)
 
