@@ -25,7 +25,7 @@ training users of run seed s are ``s + i`` (``train_seeds``; SB3 seeds the train
 s, and autoreset draws the later lives of those slots), evaluation users ``s + 10**9 + i``
 (``eval_seeds``, what ``driftrec evaluate`` and the harness judge on). Validation users, whom the
 periodic evaluation during training meets, are a role of their own, ``s + 3 * 10**9 + i``
-(:func:`validation_seeds`): model selection (``best_model.zip``) never sees the evaluation users,
+(:func:`driftrec.envs.rollout.validation_seeds`): model selection (``best_model.zip``) never sees the evaluation users,
 and every validation meets the same users (first life), so learning curves compare like with like.
 """
 
@@ -58,6 +58,10 @@ from driftrec.agents.policies import Policy
 from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS
+from driftrec.envs.rollout import VALIDATION_SEED_OFFSET, validation_seeds
+
+__all__ = ["ALGORITHMS", "VALIDATION_SEED_OFFSET", "HeldOutUsers", "SB3Policy", "build_agent", "load_agent",
+           "save_agent", "validation_seeds"]
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO, "dqn": DQN, "a2c": A2C, "qrdqn": QRDQN, "maskable-ppo": MaskablePPO,
@@ -79,18 +83,8 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
 }
 
-VALIDATION_SEED_OFFSET = 3 * 10**9
-"""Validation users of a run with seed s are s + 3 * 10**9 + i (beside driftrec.envs.rollout's roles)."""
 
-
-# ------------------------------------------------------------------------------------- seeds
-def validation_seeds(seed: int, n_users: int) -> np.ndarray:
-    """Seeds of the ``n_users`` validation users of a run with seed ``seed``."""
-    if n_users < 0:
-        raise ValueError(f"n_users must be >= 0, got {n_users}")
-    return int(seed) + VALIDATION_SEED_OFFSET + np.arange(n_users, dtype=np.int64)
-
-
+# ------------------------------------------------------------------------------------- held-out users
 class HeldOutUsers(VecEnvWrapper):
     """Every ``reset()`` restarts the same users (seeds ``first`` .. ``first + N - 1``, first life).
 

@@ -20,6 +20,7 @@ seed and fewer than 10**9 users per role):
 | training | ``seed + TRAIN_SEED_OFFSET + i`` | ``driftrec simulate --seed``, SB3 training VecEnvs |
 | evaluation | ``seed + EVAL_SEED_OFFSET + i`` | :func:`driftrec.agents.evaluate.evaluate_policy` |
 | burn-in | ``seed + BURN_IN_SEED_OFFSET + i`` | the logging / popularity policy's random burn-in log |
+| validation | ``seed + VALIDATION_SEED_OFFSET + i`` | model selection: RL validations, tuning a reference |
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ EVAL_SEED_OFFSET = 10**9
 """Held-out evaluation users of a run with seed s are s + 10**9 + i."""
 BURN_IN_SEED_OFFSET = 2 * 10**9
 """Burn-in users (the random log a logging policy's popularity is fitted on) are s + 2 * 10**9 + i."""
+VALIDATION_SEED_OFFSET = 3 * 10**9
+"""Validation users (model selection never meets the evaluation users) are s + 3 * 10**9 + i."""
 
 
 def train_seeds(seed: int, n_users: int) -> np.ndarray:
@@ -61,6 +64,11 @@ def eval_seeds(seed: int, n_users: int) -> np.ndarray:
 def burn_in_seeds(seed: int, n_users: int) -> np.ndarray:
     """Seeds of the ``n_users`` burn-in users of a run with seed ``seed``."""
     return _seeds(seed, BURN_IN_SEED_OFFSET, n_users)
+
+
+def validation_seeds(seed: int, n_users: int) -> np.ndarray:
+    """Seeds of the ``n_users`` validation users of a run with seed ``seed``."""
+    return _seeds(seed, VALIDATION_SEED_OFFSET, n_users)
 
 
 def _seeds(seed: int, offset: int, n_users: int) -> np.ndarray:
