@@ -9,7 +9,8 @@ For each preset and seed (one *world*: its catalog is ``world_seed + seed``):
    the older log and fine-tunes on its last ``finetune_days``; ``<kind>-retrain`` starts from the
    trained ``<kind>`` and refits itself while deployed) on the logs; RL agents (``ppo``, ``dqn``,
    also ``a2c``, ``qrdqn``, ``maskable-ppo``) on the batched simulator's training users, validated
-   on held-out users (the learning curves).
+   on held-out validation users (the learning curves); the agent deployed is the checkpoint of the
+   best validation, never the evaluation users' choice.
 3. **evaluate**: every policy, the reference policies (``random``, ``popularity``, ``logging``,
    ``oracle-greedy``) among them, on the same ``eval_users`` evaluation users ``seed + 10**9 + i``,
    whom no training met. Each user's draws come from its own random stream, so every policy meets
@@ -61,7 +62,7 @@ from driftrec.envs.config import ConfigError, knob, read_yaml_mapping, replace_c
 from driftrec.envs.presets import PRESETS, is_preset_path, preset_config, resolve_preset
 from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
 
-REFERENCE = ("random", "popularity", "logging", "oracle-greedy")
+REFERENCE = ("random", "popularity", "logging", "oracle-greedy", "oracle-planner")
 RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")
 SUPERVISED = ("mlp", "gru", "transformer")
 VARIANTS = ("finetune", "retrain")
@@ -380,6 +381,10 @@ class World:
         n = self.cfg.eval_users
         if policy in ("random", "oracle-greedy"):
             return make_policy(policy, self.model, n, self.seed), {}, self.model
+        if policy == "oracle-planner":  # tunes itself on the world's validation users
+            start = time.perf_counter()
+            made = make_policy(policy, self.model, n, self.seed)
+            return made, {"wall_s": time.perf_counter() - start, **getattr(made, "tuning", {})}, self.model
         if policy == "logging":
             return make_policy("logging", self.model, n, self.seed, epsilon=self.cfg.epsilon), {}, self.model
         if policy == "popularity":
@@ -425,11 +430,20 @@ class World:
                 eval_freq=max(self.cfg.rl_timesteps // evals, 1) if evals else 0, eval_users=self.cfg.rl_eval_users,
                 checkpoint_freq=0, progress_bar=sys.stderr.isatty()))
             spec = result.spec
-            self.report(f"{self.name}: {algo} trained in {spec['wall_time_s']:.1f} s")
-            return {"wall_s": float(spec["wall_time_s"]), "env_steps": int(spec["timesteps"])}
+            info = {"wall_s": float(spec["wall_time_s"]), "env_steps": int(spec["timesteps"])}
+            curve = result.evaluations
+            if curve:  # the deployed agent is the best validation's (EvalCallback's best_model.zip)
+                best = int(np.argmax(curve["results"].mean(axis=1)))
+                info.update(deployed_steps=int(curve["timesteps"][best]),
+                            deployed_validation=float(curve["results"][best].mean()))
+            self.report(f"{self.name}: {algo} trained in {spec['wall_time_s']:.1f} s"
+                        + (f"; deploying its best validation, at {info['deployed_steps']:,} user-steps"
+                           if "deployed_steps" in info else ""))
+            return info
 
         info = self._train_into(folder, train)
-        agent, _ = load_agent(folder)
+        best = folder / "best_model.zip"
+        agent, _ = load_agent(best if best.is_file() else folder)
         return SB3Policy(agent), info, self.model
 
     def _supervised(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
@@ -579,9 +593,14 @@ def collect(cfg: CompareConfig, worlds: Sequence[World]) -> tuple[pd.DataFrame, 
     results = pd.DataFrame(rows)
     for column in results.columns.difference(["preset", "policy", "family"]):
         results[column] = pd.to_numeric(results[column])  # NaN was stored as null
-    oracle = results[results["policy"] == "oracle-greedy"].set_index(["preset", "seed"])["reward"]
+    from driftrec.experiments.stats import HIDDEN_STATE
+
+    # regret and share against the best reference of each world: oracle-planner or oracle-greedy
+    refs = results[results["policy"].isin(HIDDEN_STATE)].groupby(["preset", "seed"])["reward"].max()
     index = pd.MultiIndex.from_frame(results[["preset", "seed"]])
-    results["regret"] = oracle.reindex(index).to_numpy() - results["reward"].to_numpy()
+    best = refs.reindex(index).to_numpy()
+    results["regret"] = best - results["reward"].to_numpy()
+    results["share"] = results["reward"].to_numpy() / best
     lead = ["preset", "seed", "policy"]
     users_df = pd.concat(users, ignore_index=True)
     users_df = users_df[lead + [c for c in users_df.columns if c not in lead]]
@@ -607,7 +626,7 @@ def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[World], repo
     agg = stats.aggregate(results, users)
     comparisons = stats.comparisons(users, results)
     text = write_summary(out / "summary.md", agg, comparisons, title=f"driftrec compare: {out.name}",
-                         notes=_notes(cfg, worlds, results))
+                         notes=_notes(cfg, worlds, results), ladder=stats.ladder(results))
     report("drawing figures")
     fig = out / "figures"
     fig.mkdir(exist_ok=True)
@@ -643,7 +662,8 @@ def _notes(cfg: CompareConfig, worlds: Sequence[World], results: pd.DataFrame) -
     parts = [f"simulating the logs {log_s:.0f} s"] + [f"{p} {r.train_wall_s:.0f} s + {r.eval_wall_s:.0f} s"
                                            for p, r in stage.iterrows()]
     notes.append("Wall time, training + evaluation, summed over worlds: " + "; ".join(parts) + ".")
-    notes.append("oracle-greedy reads the hidden user state: it is the upper reference, not a deployable policy.")
+    notes.append("oracle-planner and oracle-greedy read the hidden user state: they are references, not deployable "
+                 "policies; regret and share are against the better of the two in each world.")
     return notes
 
 

@@ -16,13 +16,13 @@ from typing import Any
 import pandas as pd
 
 from driftrec.experiments.artifacts import write_text
-from driftrec.experiments.stats import KIND_BEST, KIND_RL, ORACLE
+from driftrec.experiments.stats import HIDDEN_STATE, KIND_BEST, KIND_RL
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("clicks", "clicks"), ("purchases", "purchases"), ("revenue", "revenue"), ("ctr", "CTR"),
     ("conversion", "conversion"), ("sessions", "sessions"), ("churn", "churn"),
     ("session_length", "session length"), ("coverage", "coverage"), ("diversity", "diversity"),
-    ("regret", "regret"), ("train_wall_s", "train s"), ("env_steps", "env steps"),
+    ("regret", "regret"), ("share", "share"), ("train_wall_s", "train s"), ("env_steps", "env steps"),
 )
 """(column of ``aggregate``, header) of the per-preset metrics tables; absent columns are skipped."""
 REQUIRED = ("preset", "policy", "family", "reward", "reward_low", "reward_high")
@@ -55,13 +55,15 @@ def fmt_ci(mean: Any, low: Any, high: Any) -> str:
 
 
 def policy_order(agg: pd.DataFrame) -> list[str]:
-    """Rows of the tables: oracle-greedy first (the upper reference), then by reward per user on
-    the first preset, highest first; policies absent there (or NaN) follow in order of appearance."""
+    """Rows of the tables: the references that read the hidden state first (oracle-planner, then
+    oracle-greedy), then by reward per user on the first preset, highest first; policies absent
+    there (or NaN) follow in order of appearance."""
     first = agg[agg["preset"] == agg["preset"].iloc[0]]
     ranked = first.dropna(subset=["reward"]).sort_values("reward", ascending=False, kind="stable")["policy"]
-    order = [p for p in ranked if p != ORACLE]
-    order += [p for p in agg["policy"].drop_duplicates() if p not in order and p != ORACLE]
-    return ([ORACLE] if (agg["policy"] == ORACLE).any() else []) + order
+    order = [p for p in ranked if p not in HIDDEN_STATE]
+    order += [p for p in agg["policy"].drop_duplicates() if p not in order and p not in HIDDEN_STATE]
+    present = set(agg["policy"])
+    return [p for p in reversed(HIDDEN_STATE) if p in present] + order
 
 
 def headline_table(agg: pd.DataFrame) -> str:
@@ -100,6 +102,28 @@ def metrics_table(agg: pd.DataFrame, preset: str) -> str:
     return _table(["policy", *(h for _, h in columns)], rows)
 
 
+LADDER_ORDER = ("bandit", "stationary", "gradual", "migration", "seasonal", "bubble", "clickbait", "default")
+"""Presets in the ladder's order: the control, no drift, each drift, the mix (others follow as they ran)."""
+
+
+def ladder_table(ladder: pd.DataFrame) -> str:
+    """One row per preset, in the ladder's order: the best RL agent minus the best supervised model,
+    the best drift-adapted supervised variant minus its stale model, oracle-planner minus
+    oracle-greedy; each an IQM over seeds with its CI over seeds."""
+    order = [p for p in LADDER_ORDER if p in set(ladder["preset"])]
+    order += [p for p in ladder["preset"] if p not in order]
+    rows = []
+    for preset in order:
+        r = ladder[ladder["preset"] == preset].iloc[0]
+        named = isinstance(r["rl"], str) and isinstance(r["supervised"], str)
+        rl = f"{r['rl']} − {r['supervised']}: " if named else ""
+        adapted = f"{r['adapted']} − {r['stale']}: " if isinstance(r["adapted"], str) else ""
+        rows.append([str(preset), str(int(r["seeds"])), rl + fmt_ci(r["gap"], r["gap_low"], r["gap_high"]),
+                     adapted + fmt_ci(r["adapt"], r["adapt_low"], r["adapt_high"]),
+                     fmt_ci(r["plan"], r["plan_low"], r["plan_high"])])
+    return _table(["preset", "seeds", "best RL − best supervised", "adapted − stale", "planner − greedy"], rows)
+
+
 def comparisons_table(comparisons: pd.DataFrame) -> str:
     """The paired comparisons: a − b per user on the same users, with the stratified 95% CI."""
     rows = []
@@ -118,7 +142,8 @@ def verdicts(agg: pd.DataFrame, comparisons: pd.DataFrame, preset: str) -> list[
     return [_best_sentence(agg, here, preset), _rl_sentence(agg, here, preset)]
 
 
-def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, notes: Iterable[str] = ()) -> str:
+def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, notes: Iterable[str] = (),
+                   ladder: pd.DataFrame | None = None) -> str:
     """The markdown of ``summary.md`` (see :func:`write_summary`)."""
     missing = [c for c in REQUIRED if c not in agg.columns]
     if missing:
@@ -131,12 +156,25 @@ def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, 
     low, high = int(seeds.min()), int(seeds.max())
     seed_text = f"{low} seed{'s' if low > 1 else ''}" if low == high else f"{low} to {high} seeds"
     out = [f"# {title}", ""]
-    out += ["## Verdicts", ""]
+    out += ["## Verdicts", "", _noise_sentence(seed_text, high), ""]
     out += [f"- **{preset}**: " + " ".join(verdicts(agg, comparisons, preset)) for preset in presets]
+    if ladder is not None and len(ladder):
+        selected = ladder.iloc[0]
+        out += ["", "## Where the gap comes from", "",
+                "Per preset in the ladder's order (`bandit` has no long-term effects and no drift, `stationary` adds "
+                "the long-term effects, each drift preset adds one drift to it, `default` mixes them): the best RL "
+                f"agent minus the best supervised model (each its family's best on these users, selected among "
+                f"{int(selected['rl_n'])} RL agents and {int(selected['supervised_n'])} supervised models), the best "
+                "drift-adapted supervised variant minus the stale model it adapts, and oracle-planner minus "
+                "oracle-greedy (what planning beyond one request is worth). Each is the interquartile mean over "
+                "seeds of the per-seed difference in reward per user, with a 95% bootstrap CI over seeds (none "
+                "below 3 seeds). On `bandit` RL should not beat the best supervised model beyond noise.", "",
+                ladder_table(ladder)]
     out += ["", "## Reward per user", "",
             f"Mean over {seed_text} of the per-seed mean reward per user, with its 95% CI [low, high] from a "
-            "stratified bootstrap (users resampled within each seed). oracle-greedy reads the hidden user state: it "
-            "is the upper reference, not a deployable policy.", "", headline_table(agg)]
+            "stratified bootstrap (users resampled within each seed). oracle-planner and oracle-greedy read the "
+            "hidden user state: they are references (the planner the upper one, greedy the myopic one), not "
+            "deployable policies.", "", headline_table(agg)]
     if "reward_iqm" in agg.columns and (seeds >= 3).any():
         out += ["", "Interquartile mean over seeds of the per-seed mean reward per user, with a 95% bootstrap CI "
                 "over seeds (rliable's; none below 3 seeds).", "", iqm_table(agg)]
@@ -146,7 +184,8 @@ def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, 
             "Significant: the CI excludes 0.", ""]
     out += [comparisons_table(comparisons) if len(comparisons) else "No comparison: too few policies ran."]
     out += ["", "## Other metrics", "", "Means over seeds; per user unless a ratio (CTR, conversion, churn, "
-            "coverage, diversity); regret is oracle-greedy's reward minus the policy's; training wall seconds and "
+            "coverage, diversity); regret is the best reference's reward (oracle-planner's or oracle-greedy's, "
+            "whichever is higher) minus the policy's, and share the policy's share of it; training wall seconds and "
             "environment user-steps per seed."]
     for preset in presets:
         out += ["", f"### {preset}", "", metrics_table(agg, preset)]
@@ -157,23 +196,34 @@ def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, 
 
 
 def write_summary(path: str | Path, agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str,
-                  notes: Sequence[str] = ()) -> str:
+                  notes: Sequence[str] = (), ladder: pd.DataFrame | None = None) -> str:
     """Write ``summary.md`` to ``path`` atomically (a temporary file in the same folder, then
     ``os.replace``: a reader never sees half a file) and return its text.
 
     ``agg`` is :func:`driftrec.experiments.stats.aggregate`'s table, ``comparisons``
     :func:`driftrec.experiments.stats.comparisons`'; ``notes`` are appended as bullets.
     """
-    text = render_summary(agg, comparisons, title=title, notes=notes)
+    text = render_summary(agg, comparisons, title=title, notes=notes, ladder=ladder)
     write_text(path, text)
     return text
 
 
 # ------------------------------------------------------------------------------ verdicts
+def _noise_sentence(seeds: str, most: int) -> str:
+    """What the CIs of the verdicts cover, given how many seeds ran (``seeds`` in words, ``most`` at most)."""
+    if most < 2:
+        return (f"These verdicts rest on {seeds}: one world and one training run per policy. Their CIs cover the "
+                "evaluation users only, not seed-to-seed variation (another catalog, other training users, another "
+                "training run), which can be larger: run more seeds before trusting a gap.")
+    return (f"These verdicts rest on {seeds}. The CIs of the paired comparisons resample users within each seed and "
+            "cover user noise only; the interquartile means over seeds and their CIs (with 3 seeds or more) cover "
+            "seed-to-seed variation.")
+
+
 def _best_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
     rows = here[here["kind"] == KIND_BEST]
     if rows.empty:
-        deployable = agg.loc[(agg["preset"] == preset) & (agg["policy"] != ORACLE)].dropna(subset=["reward"])
+        deployable = agg.loc[(agg["preset"] == preset) & ~agg["policy"].isin(HIDDEN_STATE)].dropna(subset=["reward"])
         if deployable.empty:
             return "No deployable policy has a reward here."
         return f"Only one deployable policy, {deployable['policy'].iloc[0]}, ran here."
@@ -182,9 +232,10 @@ def _best_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
     if _isnan(r["low"]) or _isnan(r["high"]):
         return (f"{r['a']} earns {fmt(r['diff'])} more reward per user than the runner-up {r['b']}, but with no CI "
                 "(too few users), so it is not shown to be the best deployable policy.")
+    n = int(agg.loc[(agg["preset"] == preset) & ~agg["policy"].isin(HIDDEN_STATE), "reward"].notna().sum())
     if _excludes_zero(r["low"], r["high"]):
-        return (f"{r['a']} is the best deployable policy: {fmt(r['diff'])} more reward per user than the runner-up "
-                f"{r['b']} ({ci}).")
+        return (f"{r['a']} is the best of {n} deployable policies: {fmt(r['diff'])} more reward per user than the "
+                f"runner-up {r['b']} ({ci}).")
     if r["diff"] == 0 and r["low"] == 0 and r["high"] == 0:  # e.g. a retraining policy that never refit
         return (f"The best deployable policies, {r['a']} and {r['b']}, earned exactly the same reward from every "
                 "user: they acted alike.")
@@ -205,14 +256,17 @@ def _rl_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
     if _isnan(r["low"]) or _isnan(r["high"]):
         return (f"The best RL agent, {a}, and the best supervised model, {b}, differ by {fmt(r['diff'])} reward per "
                 "user with no CI (too few users), so neither is shown to be better.")
+    n_rl = int((agg.loc[agg["preset"] == preset, "family"] == "rl").sum())
+    n_sup = int((agg.loc[agg["preset"] == preset, "family"] == "supervised").sum())
+    among = f" (the best of {n_rl} RL agents and of {n_sup} supervised models)" if n_rl > 1 or n_sup > 1 else ""
     if r["low"] > 0:
         return (f"The best RL agent, {a}, beats the best supervised model, {b}, by {fmt(r['diff'])} reward per user "
-                f"({ci}).")
+                f"({ci}){among}.")
     if r["high"] < 0:
         return (f"The best RL agent, {a}, does not beat the best supervised model, {b}: it earns {fmt(-r['diff'])} "
-                f"less reward per user ({ci}).")
+                f"less reward per user ({ci}){among}.")
     return (f"The best RL agent, {a}, and the best supervised model, {b}, are within noise of each other: {a} − {b} "
-            f"= {fmt(r['diff'])} reward per user ({ci}, which includes 0).")
+            f"= {fmt(r['diff'])} reward per user ({ci}, which includes 0){among}.")
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -34,7 +34,11 @@ from scipy import stats
 from driftrec.agents.evaluate import BCA_MAX_USERS, CONFIDENCE, N_RESAMPLES
 
 ORACLE = "oracle-greedy"
-"""Reads the hidden user state: the upper reference, never a deployable policy."""
+"""Reads the hidden user state and maximises the immediate reward: the myopic reference."""
+PLANNER = "oracle-planner"
+"""Reads the hidden user state and plans beyond one step: the upper reference."""
+HIDDEN_STATE = (ORACLE, PLANNER)
+"""The references that read the hidden user state: never deployable, never 'the best policy'."""
 KIND_BEST = "best vs runner-up"
 """Comparison kind: the best deployable policy of a preset against the second best."""
 KIND_RL = "rl vs best supervised"
@@ -216,8 +220,8 @@ def comparisons(users: pd.DataFrame, results: pd.DataFrame, *, ci_seed: int = 0,
                 n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
     """The paired comparisons of each preset (columns :data:`COMPARISON_COLUMNS`).
 
-    Per preset, in order: the best deployable policy (any but oracle-greedy, which reads the
-    hidden state) against the runner-up (kind :data:`KIND_BEST`; needs two deployable policies),
+    Per preset, in order: the best deployable policy (any but the references that read the hidden
+    state, :data:`HIDDEN_STATE`) against the runner-up (kind :data:`KIND_BEST`; needs two deployable policies),
     then each RL agent against the best supervised model (kind :data:`KIND_RL`; needs both
     families). "Best" is the highest mean over seeds of the per-seed mean reward per user; a
     policy whose reward is NaN is never best. ``diff`` is a minus b (:func:`paired_difference`),
@@ -232,7 +236,7 @@ def comparisons(users: pd.DataFrame, results: pd.DataFrame, *, ci_seed: int = 0,
         means = _policy_means(present, family.index)
         ranked = means.dropna().sort_values(ascending=False, kind="stable")
         pairs = []
-        deployable = [p for p in ranked.index if p != ORACLE]
+        deployable = [p for p in ranked.index if p not in HIDDEN_STATE]
         if len(deployable) >= 2:
             pairs.append((KIND_BEST, deployable[0], deployable[1]))
         supervised = [p for p in ranked.index if family[p] == "supervised"]
@@ -245,6 +249,64 @@ def comparisons(users: pd.DataFrame, results: pd.DataFrame, *, ci_seed: int = 0,
                          "significant": significant(low, high),
                          "seeds": int(present.loc[present["policy"] == a, "seed"].nunique())})
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+LADDER_COLUMNS = ("preset", "seeds", "rl", "supervised", "rl_n", "supervised_n", "gap", "gap_low", "gap_high",
+                  "adapted", "stale", "adapt", "adapt_low", "adapt_high", "plan", "plan_low", "plan_high")
+"""Columns of :func:`ladder`."""
+
+
+def ladder(results: pd.DataFrame, *, ci_seed: int = 0, confidence: float = CONFIDENCE,
+           n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
+    """Per preset, the gaps that say where a gain comes from, each an IQM over seeds of per-seed
+    differences of mean reward per user with a bootstrap CI over seeds (:func:`iqm_ci`: NaN below
+    3 seeds).
+
+    | column | meaning |
+    |---|---|
+    | rl, supervised | the best RL agent and the best supervised model of the preset (highest mean over seeds) |
+    | rl_n, supervised_n | how many of each family they were selected among |
+    | gap, gap_low, gap_high | rl minus supervised |
+    | adapted, stale, adapt, adapt_low, adapt_high | the best drift-adapted supervised variant (``<kind>-finetune`` or ``<kind>-retrain``) minus its stale ``<kind>`` |
+    | plan, plan_low, plan_high | oracle-planner minus oracle-greedy: how much the long-term effects are worth |
+
+    The best policies are chosen on the same evaluation users the gap is measured on, so each
+    side is its family's best, but the two were selected: the summary says among how many.
+    """  # noqa: E501 (a table row)
+    _require(results, (*KEYS, "family", "reward"), "results")
+    ci = {"ci_seed": ci_seed, "confidence": confidence, "n_resamples": n_resamples}
+    rows = []
+    for preset, cell in results.groupby("preset", sort=False):
+        per_seed = cell.pivot_table(index="seed", columns="policy", values="reward")
+        family = cell.drop_duplicates("policy").set_index("policy")["family"]
+        means = per_seed.mean()
+        rl = _best(means, [p for p in means.index if family[p] == "rl"])
+        supervised = _best(means, [p for p in means.index if family[p] == "supervised"])
+        adapted = _best(means, [p for p in means.index if family[p] == "supervised" and "-" in p
+                                and p.split("-", 1)[0] in means.index])
+        stale = adapted.split("-", 1)[0] if adapted else None
+        planned = PLANNER in means.index and ORACLE in means.index
+        rows.append({"preset": preset, "seeds": int(len(per_seed)), "rl": rl, "supervised": supervised,
+                     "rl_n": int((family == "rl").sum()), "supervised_n": int((family == "supervised").sum()),
+                     **_seed_gap(per_seed, rl, supervised, "gap", ci),
+                     "adapted": adapted, "stale": stale, **_seed_gap(per_seed, adapted, stale, "adapt", ci),
+                     **_seed_gap(per_seed, PLANNER if planned else None, ORACLE, "plan", ci)})
+    return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
+
+
+def _seed_gap(per_seed: pd.DataFrame, a: str | None, b: str | None, name: str,
+              ci: dict[str, float]) -> dict[str, float]:
+    """{name, name_low, name_high}: IQM over seeds of a - b with its CI over seeds (NaN without a or b)."""
+    if a is None or b is None:
+        return {name: math.nan, f"{name}_low": math.nan, f"{name}_high": math.nan}
+    centre, low, high = iqm_ci((per_seed[a] - per_seed[b]).to_numpy(), **ci)  # type: ignore[arg-type]
+    return {name: centre, f"{name}_low": low, f"{name}_high": high}
+
+
+def _best(means: pd.Series, candidates: Sequence[str]) -> str | None:
+    """The candidate with the highest finite mean (the first on ties), or None."""
+    finite = means.reindex(list(candidates)).dropna()
+    return str(finite.idxmax()) if len(finite) else None
 
 
 def _policy_means(users: pd.DataFrame, policies: pd.Index) -> pd.Series:

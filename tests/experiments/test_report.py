@@ -52,6 +52,7 @@ def make_agg(seeds: int = 2) -> pd.DataFrame:
                          "clicks": 40.0 + i + j / 8, "purchases": 1.5 + j / 100, "revenue": 12345.678 + 1000 * j,
                          "ctr": 0.0123 + j / 1000, "conversion": 0.05, "sessions": 7.25, "churn": 0.3 + j / 50,
                          "session_length": 11.0, "coverage": 0.875, "diversity": 0.5, "regret": 20.0 - mean,
+                         "share": mean / 20.0,
                          "train_wall_s": 0.0 if FAMILY[policy] == "reference" else 61.5 + j,
                          "env_steps": 200_000.0 if FAMILY[policy] == "rl" else 0.0, "eval_wall_s": 1.0})
     return pd.DataFrame(rows)
@@ -146,6 +147,7 @@ def test_metrics_tables_show_the_input_numbers(text: str) -> None:
     win = table_rows(section(text, "### win"), "| policy | clicks |")  # header, rule, oracle, ppo, gru, ...
     gru = win[4]
     assert gru[0] == "gru" and gru[3] == "14,346" and gru[-2:] == ["63.5", "0"]  # revenue, train s, env steps
+    assert gru[-3] == fmt(make_agg().set_index(["preset", "policy"]).at[("win", "gru"), "share"])
     assert win[3][0] == "ppo" and win[3][-1] == "200,000"
 
 
@@ -173,10 +175,10 @@ def test_iqm_table_only_with_three_seeds(text: str) -> None:
 # ------------------------------------------------------------------------------ verdicts
 def test_verdict_clear_win() -> None:
     best, rl = verdicts(make_agg(), make_comparisons(), "win")
-    assert best == "ppo is the best deployable policy: 3 more reward per user than the runner-up gru " \
+    assert best == "ppo is the best of 6 deployable policies: 3 more reward per user than the runner-up gru " \
                    "(95% CI [2.1, 3.9])."
     assert rl == "The best RL agent, ppo, beats the best supervised model, gru, by 3 reward per user " \
-                 "(95% CI [2.1, 3.9])."
+                 "(95% CI [2.1, 3.9]) (the best of 2 RL agents and of 2 supervised models)."
 
 
 def test_verdict_within_noise() -> None:
@@ -185,7 +187,8 @@ def test_verdict_within_noise() -> None:
                    "reward per user (95% CI [-0.3, 0.7], which includes 0)."
     # the best RL agent is ppo (dqn loses clearly, but it is not the best RL agent)
     assert rl == "The best RL agent, ppo, and the best supervised model, gru, are within noise of each other: " \
-                 "ppo − gru = -0.2 reward per user (95% CI [-0.7, 0.3], which includes 0)."
+                 "ppo − gru = -0.2 reward per user (95% CI [-0.7, 0.3], which includes 0) (the best of 2 RL agents " \
+                 "and of 2 supervised models)."
 
 
 def test_verdict_when_the_two_best_acted_alike() -> None:
@@ -199,9 +202,10 @@ def test_verdict_when_the_two_best_acted_alike() -> None:
 
 def test_verdict_rl_loses() -> None:
     best, rl = verdicts(make_agg(), make_comparisons(), "loses")
-    assert best.startswith("gru is the best deployable policy: 1.5 more reward per user than the runner-up mlp")
+    assert best.startswith("gru is the best of 6 deployable policies: 1.5 more reward per user than the runner-up "
+                           "mlp")
     assert rl == "The best RL agent, ppo, does not beat the best supervised model, gru: it earns 2.5 less reward " \
-                 "per user (95% CI [-3.5, -1.5])."
+                 "per user (95% CI [-3.5, -1.5]) (the best of 2 RL agents and of 2 supervised models)."
 
 
 def test_verdicts_are_in_the_summary(text: str) -> None:
@@ -252,7 +256,38 @@ def test_summary_from_the_stats_tables(tmp_path: Path) -> None:
     agg = aggregate(results, users, n_resamples=199)
     comps = comparisons(users, results, n_resamples=199)
     text = write_summary(tmp_path / "summary.md", agg, comps, title="t")
-    assert "- **default**: ppo is the best deployable policy: " in text
+    assert "- **default**: ppo is the best of 4 deployable policies: " in text
     assert "The best RL agent, ppo, beats the best supervised model, gru, by " in text
     assert [row[0] for row in table_rows(text, "| policy | family |")[2:]] == \
         ["oracle-greedy", "ppo", "gru", "dqn", "random"]
+
+
+def test_the_verdicts_say_what_their_cis_cover() -> None:
+    one = render_summary(make_agg(seeds=1), make_comparisons(), title="t")
+    assert "rest on 1 seed: one world and one training run per policy" in section(one, "## Verdicts")
+    three = render_summary(make_agg(seeds=3), make_comparisons(), title="t")
+    assert "rest on 3 seeds" in three and "cover seed-to-seed variation" in three
+
+
+def test_the_ladder_table_follows_the_ladder_order() -> None:
+    ladder = pd.DataFrame([
+        {"preset": p, "seeds": 3, "rl": "ppo", "supervised": "mlp", "rl_n": 2, "supervised_n": 3, "gap": g,
+         "gap_low": g - 1, "gap_high": g + 1, "adapted": "mlp-retrain" if p == "migration" else None,
+         "stale": "mlp" if p == "migration" else None, "adapt": 0.5 if p == "migration" else math.nan,
+         "adapt_low": 0.1 if p == "migration" else math.nan, "adapt_high": 0.9 if p == "migration" else math.nan,
+         "plan": 3.0, "plan_low": 2.0, "plan_high": 4.0}
+        for p, g in (("default", 4.0), ("migration", 2.0), ("bandit", -1.0), ("stationary", 0.5))])
+    text = render_summary(make_agg(), make_comparisons(), title="t", ladder=ladder)
+    part = section(text, "## Where the gap comes from")
+    assert "selected among 2 RL agents and 3 supervised models" in part
+    rows = table_rows(part, "| preset | seeds |")
+    assert [r[0] for r in rows[2:]] == ["bandit", "stationary", "migration", "default"]
+    assert rows[4] == ["migration", "3", "ppo − mlp: 2 [1, 3]", "mlp-retrain − mlp: 0.5 [0.1, 0.9]", "3 [2, 4]"]
+    assert rows[2][3] == fmt_ci(math.nan, math.nan, math.nan)
+
+
+def test_hidden_state_references_lead_the_rows() -> None:
+    agg = make_agg()
+    planner = agg[agg["policy"] == "oracle-greedy"].assign(policy="oracle-planner", reward=lambda f: f["reward"] + 1)
+    order = policy_order(pd.concat([agg, planner], ignore_index=True))
+    assert order[:2] == ["oracle-planner", "oracle-greedy"]

@@ -319,3 +319,43 @@ def test_comparisons_skip_what_cannot_be_compared() -> None:
     only = make_users({"oracle-greedy": 3.0, "mlp": 0.0}, seeds=(0,), n=30)
     empty = comparisons(only, make_results(only), n_resamples=99)
     assert empty.empty and list(empty.columns) == list(stats.COMPARISON_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------- ladder
+def _ladder_results(seeds: int = 4) -> pd.DataFrame:
+    """Per-seed rewards: on 'bandit' the supervised side leads by 1 on every seed, on 'migration'
+    RL leads by 2 + seed; the retraining mlp gains 0.5 over mlp there; the planner gains 3."""
+    families = {"oracle-greedy": "reference", "oracle-planner": "reference", "random": "reference",
+                "mlp": "supervised", "gru": "supervised", "mlp-retrain": "supervised", "ppo": "rl", "dqn": "rl"}
+    rows = []
+    for preset, rl_lead in (("bandit", -1.0), ("migration", 2.0)):
+        for seed in range(seeds):
+            reward = {"oracle-greedy": 20.0, "oracle-planner": 23.0, "random": 1.0, "mlp": 10.0, "gru": 9.0,
+                      "mlp-retrain": 10.5, "dqn": 8.0, "ppo": 10.0 + rl_lead + (seed if preset == "migration" else 0)}
+            if preset == "bandit":
+                reward["mlp-retrain"] = 10.0  # no drift: nothing to adapt to
+            rows += [{"preset": preset, "seed": seed, "policy": p, "family": families[p], "reward": r}
+                     for p, r in reward.items()]
+    return pd.DataFrame(rows)
+
+
+def test_ladder_gaps_are_iqms_over_seeds_of_the_best_of_each_family() -> None:
+    table = stats.ladder(_ladder_results(), n_resamples=499).set_index("preset")
+    bandit, migration = table.loc["bandit"], table.loc["migration"]
+    assert (bandit["rl"], bandit["supervised"], bandit["rl_n"], bandit["supervised_n"]) == ("ppo", "mlp", 2, 3)
+    assert bandit["gap"] == pytest.approx(-1.0) and bandit["gap_low"] == bandit["gap_high"] == pytest.approx(-1.0)
+    # migration: ppo - mlp-retrain (the best supervised) = 2 + seed - 0.5 over seeds 0..3: IQM of 1.5, 2.5, 3.5, 4.5
+    assert migration["supervised"] == "mlp-retrain"
+    assert migration["gap"] == pytest.approx(stats.iqm([1.5, 2.5, 3.5, 4.5]))
+    assert migration["gap_low"] < migration["gap"] < migration["gap_high"]
+    assert (migration["adapted"], migration["stale"], migration["adapt"]) == ("mlp-retrain", "mlp", pytest.approx(0.5))
+    assert bandit["adapt"] == pytest.approx(0.0)
+    assert migration["plan"] == pytest.approx(3.0)
+
+
+def test_ladder_leaves_a_gap_out_when_a_side_is_missing() -> None:
+    results = _ladder_results(seeds=2)
+    table = stats.ladder(results[~results["policy"].isin(["oracle-planner", "mlp-retrain"])]).set_index("preset")
+    row = table.loc["migration"]
+    assert row["adapted"] is None and math.isnan(row["adapt"]) and math.isnan(row["plan"])
+    assert row["gap"] == pytest.approx(2.5) and math.isnan(row["gap_low"])  # 2 seeds: no CI over seeds
