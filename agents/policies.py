@@ -10,6 +10,7 @@ from :data:`POLICIES`.
 | ``random`` | nothing | uniform over the actions, each slate position independently |
 | ``popularity`` | an event log | the K items with the most clicks + purchases in the log |
 | ``oracle-greedy`` | the hidden state | the K items of highest expected immediate reward |
+| ``oracle-planner`` | the hidden state | the K items of highest immediate reward + value of the user's future |
 | ``logging`` | an event log | popularity with probability 1 - epsilon, else uniform; exact propensities |
 
 Popularity and logging read ``state.cand`` (the item ids of the request's candidates) in
@@ -441,6 +442,17 @@ def _oracle(model: Any, n_users: int, seed: int | None) -> Policy:
     return OracleGreedyPolicy(model)
 
 
+def _oracle_planner(model: Any, n_users: int, seed: int | None, future_weight: float | None = None,
+                    validation_users: int | None = None, grid: list[float] | tuple[float, ...] | None = None) -> Policy:
+    """oracle-planner with ``future_weight``, or tuned on the run's validation users (seed ``seed``)."""
+    from driftrec.agents import planner  # planner builds on this module
+
+    if future_weight is not None:
+        return planner.OraclePlannerPolicy(model, future_weight)
+    return planner.tune_planner(model, seed, planner.DEFAULT_VALIDATION_USERS if validation_users is None
+                                else validation_users, planner.DEFAULT_GRID if grid is None else grid)
+
+
 def _logging(model: Any, n_users: int, seed: int | None, epsilon: float = DEFAULT_EPSILON,
              events: pd.DataFrame | None = None, burn_in_users: int = DEFAULT_BURN_IN_USERS) -> Policy:
     return LoggingPolicy(model, seed, epsilon=epsilon, events=events, burn_in_users=burn_in_users)
@@ -450,10 +462,12 @@ POLICIES: dict[str, PolicyFactory] = {
     "random": _random,
     "popularity": _popularity,
     "oracle-greedy": _oracle,
+    "oracle-planner": _oracle_planner,
     "logging": _logging,
 }
 """Policy name -> factory ``(model, n_users, seed, **options) -> Policy``. Options:
-popularity ``events``, ``burn_in_users``; logging ``epsilon``, ``events``, ``burn_in_users``."""
+popularity ``events``, ``burn_in_users``; logging ``epsilon``, ``events``, ``burn_in_users``;
+oracle-planner ``future_weight`` (fixed, no tuning), ``validation_users``, ``grid``."""
 
 
 def make_policy(name: str, model: Any, n_users: int, seed: int | None = None, **options: Any) -> Policy:

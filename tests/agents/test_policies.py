@@ -69,7 +69,7 @@ def test_the_base_policy_hooks_do_nothing_and_act_is_abstract() -> None:
 
 def test_registry_builds_every_reference_policy() -> None:
     model = model_for("stationary", {"horizon_days": 1.0})
-    assert list(POLICIES) == ["random", "popularity", "oracle-greedy", "logging"]
+    assert list(POLICIES) == ["random", "popularity", "oracle-greedy", "oracle-planner", "logging"]
     built = {name: make_policy(name, model, 4, seed=0, **({"burn_in_users": 5} if name in ("popularity", "logging")
                                                             else {}))
              for name in POLICIES}
