@@ -12,7 +12,8 @@ For each preset and seed (one *world*: its catalog is ``world_seed + seed``):
    on held-out validation users (the learning curves); the agent deployed is the checkpoint of the
    best validation, never the evaluation users' choice.
 3. **evaluate**: every policy, the reference policies (``random``, ``popularity``, ``logging``,
-   ``oracle-greedy``) among them, on the same ``eval_users`` evaluation users ``seed + 10**9 + i``,
+   ``oracle-greedy``, and ``oracle-planner``, which tunes one weight on the world's validation
+   users first) among them, on the same ``eval_users`` evaluation users ``seed + 10**9 + i``,
    whom no training met. Each user's draws come from its own random stream, so every policy meets
    the same users with the same luck (common random numbers) and differences are paired.
 
@@ -96,6 +97,7 @@ class CompareConfig:
 
     presets: tuple[str, ...] = ("default",)
     policies: tuple[str, ...] = (*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn")
+    # (REFERENCE holds oracle-planner, the upper reference; tuned on the world's validation users)
     seeds: int = knob(1, "seeds (worlds: catalog and users) first_seed, first_seed + 1, ...", 1, 1000)
     first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
     log_users: int = knob(1000, "users of the logging policy whose events train popularity and the supervised models",
