@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 
 from driftrec.agents.policies import Obs, Policy, _shape_actions, top_k_distinct, top_k_items
+from driftrec.envs import kernels
 from driftrec.envs.config import ConfigError
 from driftrec.envs.rollout import rollout, validation_seeds
 from driftrec.envs.state import take_rows
@@ -95,10 +96,6 @@ _CHUNK_ELEMENTS = 1 << 20  # users x items scored at once without the cache
 _MAX_RHO = 0.95  # patience refunded per request, capped (patience_refund_max < 1 already bounds it)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def _geometric(y: np.ndarray, n: np.ndarray) -> np.ndarray:
     """sum over j < n of y**j, for real n >= 0: (1 - y**n) / (1 - y), and n where y is 1."""
     one = np.abs(1.0 - y) < 1e-9
@@ -110,27 +107,27 @@ class ShopFuture:
 
     def __init__(self, model: Any):
         self.cfg = cfg = model.cfg
+        self.p = model.params[0]  # the knob record the compiled rules read
         self.quality = np.asarray(model.world.quality, dtype=np.float64)
         self.satisfaction_on = cfg.churn_satisfaction > 0 or cfg.gap_satisfaction > 0
         self.active = cfg.patience_quality > 0 or self.satisfaction_on
         """False when no channel is on (``bandit``): dV is 0 for every item."""
 
     def refund(self, quality: np.ndarray) -> np.ndarray:
-        """Patience a click on an item of ``quality`` refunds (``kernels._end_request``)."""
-        return np.minimum(self.cfg.patience_quality * quality, self.cfg.patience_refund_max)
+        """Patience a click on an item of ``quality`` refunds (the simulator's rule)."""
+        return kernels.patience_refund(self.p, quality)
 
     def satisfied(self, satisfaction: np.ndarray, quality: np.ndarray) -> np.ndarray:
-        """Satisfaction after a click on an item of ``quality`` (``kernels._remember_click``)."""
-        return satisfaction + self.cfg.satisfaction_rate * (quality - satisfaction)
+        """Satisfaction after a click on an item of ``quality`` (the simulator's rule)."""
+        return kernels.satisfied(self.p, satisfaction, quality)
 
     def churn_prob(self, satisfaction: np.ndarray) -> np.ndarray:
-        """P(churn) at a session end (``kernels._end_request``)."""
-        return _sigmoid(self.cfg.churn_bias - self.cfg.churn_satisfaction * satisfaction)
+        """P(churn) at a session end (the simulator's rule)."""
+        return kernels.churn_prob(self.p, satisfaction)
 
     def mean_gap(self, satisfaction: np.ndarray) -> np.ndarray:
-        """Expected days between a session's end and the next one's start (``kernels._end_request``)."""
-        cfg = self.cfg
-        return cfg.gap_min_days + cfg.gap_mean_days * np.exp(-cfg.gap_satisfaction * satisfaction)
+        """Expected days between a session's end and the next one's start (the simulator's rule)."""
+        return self.cfg.gap_min_days + kernels.gap_scale(self.p, satisfaction)
 
     def click_change(self, state: Any, rows: slice | np.ndarray, items: np.ndarray, prob: np.ndarray,
                      value: np.ndarray) -> np.ndarray:

@@ -16,8 +16,9 @@ or written. Knobs arrive as one record ``p`` and arrays by name (:mod:`driftrec.
 
 ## The rules, each written once
 The step, the numpy-facing helpers of :class:`~driftrec.envs.shop.ShopModel` (``utility``,
-``choice_probs``, ``one_item_expected_rewards``) and the oracle policies all use these, so the
-formula a policy plans with is the formula the simulator samples from. Item i has category c_i,
+``choice_probs``, ``one_item_expected_rewards``) and the oracle policies (oracle-planner calls the
+session rules on arrays: ``churn_prob(model.params[0], s)``) all use these, so the formula a
+policy plans with is the formula the simulator samples from. Item i has category c_i,
 unit topic t_i, appeal a_i, quality q_i, price x_i and relative price r_i = x_i / price_mean; for
 the user, d_i = interest . t_i and s is the price sensitivity.
 
@@ -29,6 +30,10 @@ the user, d_i = interest . t_i and s is the price sensitivity.
 | ``purchase_prob`` | sigmoid(purchase_bias + purchase_quality q_i + purchase_interest d_i - s (r_i - 1)) |
 | ``click_value`` | reward_click + P(cart) (reward_cart + P(purchase) (reward_purchase + reward_revenue x_i)) |
 | ``satiety`` | level of i's satiety slot * 2 ** (-(now - slot time) / satiation_half_life_days) |
+| ``patience_refund`` | min(patience_quality q_i, patience_refund_max): patience a click gives back |
+| ``satisfied`` | s + satisfaction_rate (q_i - s): satisfaction after a click |
+| ``churn_prob`` | sigmoid(churn_bias - churn_satisfaction s): at a session's end |
+| ``gap_scale`` | gap_mean_days exp(-gap_satisfaction s): the next session starts gap_min_days + Exp(gap_scale) later |
 
 ## One request, part by part
 ``step_users`` runs these named parts for each user, in this order (DESIGN.md, "The simulator"):
@@ -78,9 +83,9 @@ _U_CHOICE, _U_CART, _U_BUY, _U_CHURN, _U_GAP, _U_SEARCH, _U_SEARCH_CAT, _U_VIEW,
 
 # ----------------------------------------------------------------------------- the rules
 @njit(cache=True, inline="always")
-def sigmoid(x: float) -> float:
-    """Logistic function, overflow-free for any finite x."""
-    return 0.5 * (1.0 + math.tanh(0.5 * x))
+def sigmoid(x):  # noqa: ANN001, ANN201
+    """Logistic function, overflow-free for any finite x (a number, or an array from Python)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 @njit(cache=True, inline="always")
@@ -149,6 +154,32 @@ def click_value(p, dot, quality, price_sens, rel_price, price):  # noqa: ANN001,
     buy = purchase_prob(p, dot, quality, price_sens, rel_price)
     return p.reward_click + cart_prob(p, dot, quality) * (
         p.reward_cart + buy * (p.reward_purchase + p.reward_revenue * price))
+
+
+@njit(cache=True, inline="always")
+def patience_refund(p, quality):  # noqa: ANN001, ANN201
+    """Requests of patience a click on an item of ``quality`` gives back (a bad item takes some
+    away), at most ``patience_refund_max`` < 1, so every session ends."""
+    return np.minimum(p.patience_quality * quality, p.patience_refund_max)
+
+
+@njit(cache=True, inline="always")
+def satisfied(p, satisfaction, quality):  # noqa: ANN001, ANN201
+    """Satisfaction after a click on an item of ``quality``: an EMA of the quality clicked."""
+    return satisfaction + p.satisfaction_rate * (quality - satisfaction)
+
+
+@njit(cache=True, inline="always")
+def churn_prob(p, satisfaction):  # noqa: ANN001, ANN201
+    """P(churn) at the end of a session: satisfaction lowers it."""
+    return sigmoid(p.churn_bias - p.churn_satisfaction * satisfaction)
+
+
+@njit(cache=True, inline="always")
+def gap_scale(p, satisfaction):  # noqa: ANN001, ANN201
+    """Mean of the exponential part of the gap before the next session (which adds it to
+    ``gap_min_days``): satisfaction shortens it."""
+    return p.gap_mean_days * np.exp(-p.gap_satisfaction * satisfaction)
 
 
 # ----------------------------------------------------------------------------- random streams
@@ -453,7 +484,7 @@ def _remember_click(p, i, it, now, is_cart, is_buy, q, category, topic, counts, 
         _sate(p, i, it, now, amount, sated_item, sated_level, sated_time)
     if p.drift_bubble > 0.0:
         _drift_bubble(p, i, it, topic, interest)
-    satisfaction[i] += p.satisfaction_rate * (q - satisfaction[i])
+    satisfaction[i] = satisfied(p, satisfaction[i], q)
 
 
 @njit(cache=True, inline="always")
@@ -530,16 +561,15 @@ def _end_request(p, i, b, q, dt_request, step_decay, fatigue_on, patience, sessi
     ends: the user churns, or returns after ``gap_min_days`` plus an exponential gap that
     satisfaction shortens. Boredom decays over the time that passed. Returns (session ended,
     terminated, truncated)."""
-    patience[i] += min(p.patience_quality * q, p.patience_refund_max) - 1.0
+    patience[i] += patience_refund(p, q) - 1.0
     session_step[i] += 1
     t[i] += 1
     end = patience[i] <= 0.0
     term = False
     dt = dt_request
     if end:
-        term = _unif(b, _U_CHURN) < sigmoid(p.churn_bias - p.churn_satisfaction * satisfaction[i])
-        dt += p.gap_min_days + (-math.log1p(-_unif(b, _U_GAP)) * p.gap_mean_days
-                                * math.exp(-p.gap_satisfaction * satisfaction[i]))
+        term = _unif(b, _U_CHURN) < churn_prob(p, satisfaction[i])
+        dt += p.gap_min_days - math.log1p(-_unif(b, _U_GAP)) * gap_scale(p, satisfaction[i])
     time[i] += dt
     if fatigue_on:
         decay = math.exp(-LN2 * dt / p.fatigue_half_life_days) if end else step_decay
