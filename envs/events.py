@@ -22,6 +22,28 @@ For recsim-ie the click row carries the step's whole reward (the watch time).
 
 Within one step the rows come in the order impressions (by position), click, cart, purchase,
 then the organic search and view that follow the request.
+
+## The users table: what the shop knows of each user
+
+Beside an event log ``X.parquet`` lies its users table ``X.users.parquet`` (:func:`users_path`,
+:data:`USER_SCHEMA`): one row per user with the demographics a shop holds in its customer
+records (DESIGN.md, "Experiments": logs "carry what a shop knows of a user"). They are a user's
+attributes, not events, so they live in a table of their own and the event rows keep
+:data:`EVENT_SCHEMA`, the common currency that real logs load into.
+
+| column | type | meaning |
+|---|---|---|
+| user_id | int64 | the user, as in the event log |
+| age | int8 | age bucket 0..3; -1 unknown |
+| gender | int8 | gender bucket 0..1; -1 unknown |
+| income | int8 | income bucket 0..2; -1 unknown |
+
+These are the indices of the one-hot ``demographics`` part of ShopSim's observation. A
+simulated log's table comes from :meth:`EventRecorder.users_table` (:func:`simulated_users`),
+written by :class:`EventWriter` (``write_users``); a log without the table (a shop's own log
+loaded by ``driftrec load``, or a log written before the table existed) has unknown
+demographics, and the supervised models' demographic features are then zero (as they are for a
+user missing from the table).
 """
 
 from __future__ import annotations
@@ -37,7 +59,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from driftrec.envs.rng import user_keys
 from driftrec.envs.state import BEHAVIOURS, CART, CLICK, IMPRESSION, PURCHASE, SEARCH, VIEW, StepOutput
+from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME
 
 EVENT_SCHEMA = pa.schema([
     pa.field("user_id", pa.int64()),
@@ -52,6 +76,18 @@ EVENT_SCHEMA = pa.schema([
     pa.field("propensity", pa.float64()),
 ])
 """Columns and types of every event log (in memory and in Parquet)."""
+
+USER_SCHEMA = pa.schema([
+    pa.field("user_id", pa.int64()),
+    pa.field("age", pa.int8()),
+    pa.field("gender", pa.int8()),
+    pa.field("income", pa.int8()),
+])
+"""Columns and types of the users table beside an event log (see the module doc); -1 is unknown."""
+
+DEMOGRAPHICS: tuple[tuple[str, int], ...] = (("age", N_AGE), ("gender", N_GENDER), ("income", N_INCOME))
+"""The users table's demographic columns and their bucket counts, in the order of the observation's
+one-hot ``demographics`` part."""
 
 BEHAVIOUR_NAMES: tuple[str, ...] = BEHAVIOURS
 """Values of the ``behaviour`` column; the code of a name is its index + 1 (see envs/state.py)."""
@@ -71,11 +107,49 @@ class EventLogError(ValueError):
     """An events file is missing, unreadable, or does not follow :data:`EVENT_SCHEMA` (one-line message)."""
 
 
+def users_path(events_path: str | os.PathLike[str]) -> Path:
+    """The users table beside an events file: ``events.parquet`` -> ``events.users.parquet``."""
+    path = Path(events_path)
+    stem = path.name[:-len(".parquet")] if path.name.endswith(".parquet") else path.name
+    return path.with_name(f"{stem}.users.parquet")
+
+
+def simulated_users(model: Any, user_ids: np.ndarray, batch: int = 65_536) -> pa.Table:
+    """The users table (:data:`USER_SCHEMA`) of simulated users: the demographics ``model`` gives
+    the first life of each seed in ``user_ids``.
+
+    A simulated log names each user by its seed (``driftrec.envs.rollout.rollout`` records
+    ``user_id = seed``; ``reset(seed=user_id)`` replays the user), so this is the shop's record
+    of the users of such a log, or of the users a deployed policy serves. Rows are sorted by
+    ``user_id``, one per distinct id. A user model without demographics (recsim-ie) knows none:
+    the table is empty.
+    """
+    ids = np.unique(np.asarray(user_ids, dtype=np.int64).reshape(-1))
+    if not _has_demographics(model) or not ids.size:
+        return USER_SCHEMA.empty_table()
+    codes = np.empty((ids.size, len(DEMOGRAPHICS)), dtype=np.int8)
+    for lo in range(0, ids.size, batch):
+        part = ids[lo:lo + batch]
+        demo = model.init(user_keys(part), np.zeros(part.size, dtype=np.int64)).demo
+        start = 0
+        for j, (_, width) in enumerate(DEMOGRAPHICS):
+            codes[lo:lo + part.size, j] = demo[:, start:start + width].argmax(axis=1)
+            start += width
+    return pa.Table.from_arrays([pa.array(ids), *(pa.array(codes[:, j]) for j in range(len(DEMOGRAPHICS)))],
+                                schema=USER_SCHEMA)
+
+
+def _has_demographics(model: Any) -> bool:
+    layout = getattr(model, "layout", None)
+    return layout is not None and "demographics" in layout
+
+
 class EventRecorder:
     """Accumulates the events of batched steps of ``model`` as columnar numpy chunks.
 
     ``record`` costs a few vectorised numpy calls per step (no per-event Python); ``to_table``
-    concatenates and sorts once at the end.
+    concatenates and sorts once at the end. ``users_table`` gives the users table of the users
+    recorded, which must be named by their seeds (as :func:`driftrec.envs.rollout.rollout` does).
     """
 
     def __init__(self, model: Any):
@@ -179,10 +253,19 @@ class EventRecorder:
         arrays["behaviour"] = _BEHAVIOUR_ARRAY.take(pa.array(cols["code"][order] - 1))
         return pa.Table.from_arrays([arrays[f.name] for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
 
+    def users_table(self) -> pa.Table:
+        """The users table (:data:`USER_SCHEMA`) of every user recorded so far: their demographics,
+        from :func:`simulated_users` (so ``user_id`` must be each user's seed, as the rollout records it)."""
+        if not self._chunks:
+            return USER_SCHEMA.empty_table()
+        return simulated_users(self.model, np.concatenate([c["user_id"] for c in self._chunks]))
+
     def write_parquet(self, path: str | os.PathLike[str]) -> Path:
-        """Write the events to ``path`` atomically (nothing is left half-written on a crash)."""
+        """Write the events to ``path`` and their users table beside it (:func:`users_path`),
+        atomically (nothing is left half-written on a crash)."""
         with EventWriter(path) as writer:
             writer.write(self.to_table())
+            writer.write_users(self.users_table())
         return Path(path)
 
 
@@ -191,7 +274,9 @@ class EventWriter:
 
     Rows go to a temporary file in the destination's folder, which replaces ``path`` (``os.replace``)
     only on a clean ``close``; an exception inside the ``with`` block (or ``abort``) deletes it. So a
-    crash or Ctrl-C never leaves a half-written log under the final name.
+    crash or Ctrl-C never leaves a half-written log under the final name. The users table
+    (``write_users``) goes beside it (:func:`users_path`) on the same ``close``; a log closed without
+    one removes the table an earlier log of that name left, so no log is paired with other users'.
     """
 
     def __init__(self, path: str | os.PathLike[str], sim_config: Any = None):
@@ -202,6 +287,7 @@ class EventWriter:
         if sim_config is not None:
             schema = schema.with_metadata({LOG_CONFIG_KEY: json.dumps(sim_config.to_dict())})
         self.n_events = 0
+        self._users: list[pa.Table] = []
         self._committed = False
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
@@ -224,14 +310,41 @@ class EventWriter:
         self._writer.write_table(table)
         self.n_events += table.num_rows
 
+    def write_users(self, table: pa.Table) -> None:
+        """Append rows of the users table (:data:`USER_SCHEMA`; e.g. ``EventRecorder.users_table()``
+        of one batch of users), written beside the log on ``close``."""
+        if self._writer is None:
+            raise ValueError(f"events file {self.path} is already closed")
+        if not table.schema.equals(USER_SCHEMA, check_metadata=False):
+            raise ValueError(f"users table must have the schema {USER_SCHEMA}, got {table.schema}")
+        self._users.append(table)
+
     def close(self) -> None:
-        """Finish the file and move it to its final name."""
+        """Finish the file (and its users table) and move them to their final names."""
         if self._writer is None:
             return
         writer, self._writer = self._writer, None
         writer.close()
-        os.replace(self._tmp, self.path)
-        self._committed = True
+        side = users_path(self.path)
+        side_tmp = None
+        try:
+            if self._users:
+                users = pa.concat_tables(self._users)
+                fd, name = tempfile.mkstemp(prefix=f".{side.name}.", suffix=".tmp", dir=side.parent)
+                os.close(fd)
+                side_tmp = Path(name)
+                pq.write_table(users, side_tmp)
+                os.chmod(side_tmp, os.stat(self._tmp).st_mode & 0o777)
+            os.replace(self._tmp, self.path)
+            self._committed = True
+            if side_tmp is not None:
+                os.replace(side_tmp, side)
+                side_tmp = None
+            else:
+                side.unlink(missing_ok=True)
+        finally:
+            if side_tmp is not None:
+                side_tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Drop everything written; the destination is left as it was."""
@@ -282,6 +395,40 @@ def load_events(path: str | os.PathLike[str]) -> pd.DataFrame:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise EventLogError(f"events file {path}: row {row} has behaviour {frame['behaviour'].iloc[row]!r}; "
                             f"expected one of {', '.join(BEHAVIOUR_NAMES)}")
+    return frame
+
+
+def load_users(events_path: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The users table beside the events file ``events_path`` (:func:`users_path`) as a DataFrame of
+    :data:`USER_SCHEMA`'s columns, or None when the log has none (its demographics are unknown).
+
+    Raises :class:`EventLogError` (one line, naming the file) for a table that is unreadable, lacks
+    or mistypes a column, repeats a user or holds a bucket out of range.
+    """
+    path = users_path(events_path)
+    if not path.is_file():
+        return None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise EventLogError(f"users file {path}: not a readable Parquet file ({_one_line(err)})") from None
+    for field in USER_SCHEMA:
+        idx = table.schema.get_field_index(field.name)
+        if idx < 0:
+            raise EventLogError(f"users file {path}: missing column '{field.name}' ({field.type})")
+        if not table.schema.field(idx).type.equals(field.type):
+            raise EventLogError(f"users file {path}: column '{field.name}' must be {field.type}, "
+                                f"got {table.schema.field(idx).type}")
+    frame = table.select(USER_SCHEMA.names).to_pandas()
+    if frame["user_id"].duplicated().any():
+        row = int(np.flatnonzero(frame["user_id"].duplicated().to_numpy())[0])
+        raise EventLogError(f"users file {path}: row {row} repeats user_id {frame['user_id'].iloc[row]}")
+    for name, width in DEMOGRAPHICS:
+        values = frame[name].to_numpy()
+        bad = np.flatnonzero((values < -1) | (values >= width))
+        if bad.size:
+            raise EventLogError(f"users file {path}: row {bad[0]} has {name} {values[bad[0]]}; "
+                                f"expected a bucket in [0, {width}) or -1 (unknown)")
     return frame
 
 

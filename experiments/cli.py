@@ -126,6 +126,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                             on_done=lambda k: progress.advance(task, k))
             total_reward += float(stats.reward.sum())
             writer.write(recorder.to_table())
+            writer.write_users(recorder.users_table())
             recorder.clear()
     wall = time.perf_counter() - start
     print(f"simulated {args.users} users ({args.preset}, {cfg.horizon_days:g} days, policy {args.policy}): "

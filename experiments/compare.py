@@ -339,6 +339,7 @@ class World:
             with EventWriter(self.logs_path, self.sim_cfg) as writer:
                 rollout(self.model, policy, train_seeds(self.seed, self.cfg.log_users), recorder=recorder)
                 writer.write(recorder.to_table())
+                writer.write_users(recorder.users_table())  # the shop's records: demographics
             wall = time.perf_counter() - start
             write_text(self.folder / "logs.json", json.dumps({"wall_s": wall, "events": writer.n_events}) + "\n")
             self.report(f"{self.name}: logged {writer.n_events:,} events of {self.cfg.log_users:,} users "
@@ -461,8 +462,11 @@ class World:
         model = load_model(folder / "model.pt")
         sim = self.model_for("history" if model.sequence else self.sim_cfg.obs_mode)
         if variant == "retrain":
+            from driftrec.envs.events import load_users
+
             made: Any = RetrainingPolicy(model, sim, every_days=self.cfg.retrain_every_days,
-                                         window_days=self.cfg.retrain_window_days, seed=self.seed)
+                                         window_days=self.cfg.retrain_window_days, seed=self.seed,
+                                         log=self.logs(), log_users=load_users(self.logs_path))
         else:
             made = SupervisedPolicy(model, sim)
         return made, info, sim

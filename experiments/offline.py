@@ -72,6 +72,7 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
         prepare_offline,
         train_offline_model,
     )
+    from driftrec.envs.events import EventLogError, load_users
     from driftrec.envs.logs import load_log
     from driftrec.envs.presets import preset_config
 
@@ -96,9 +97,14 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     except ValueError as err:  # the loader's one-line errors (LogLoadError is a ConfigError, a ValueError)
         raise CLIError(str(err)) from None
     sim_cfg = sim_override if sim_override is not None else loaded.sim_config
+    try:
+        users = load_users(config.logs)  # a simulated log's users table (demographics), if it has one
+    except EventLogError as err:
+        raise CLIError(str(err)) from None
     data = prepare_offline(loaded.events, items=loaded.items, sim_config=sim_cfg,
                            require_sim=sim_override is not None, negatives=config.negatives,
-                           min_targets=config.min_targets, seed=config.seed, name=f"log {config.logs}")
+                           min_targets=config.min_targets, seed=config.seed, name=f"log {config.logs}",
+                           users=users)
     st = data.stats
     say(f"{st['events']} events, {st['users']} users, {st['items']} items; targets: {data.target_rule} "
         f"({st['targets']}); {st['test_users']} users held out, {st['training_only_users']} training-only "

@@ -1106,6 +1106,7 @@ def simulate_log(setup: _Setup, path: Path) -> int:
     with EventWriter(path) as writer:
         rollout(model, policy, train_seeds(setup.config.seed, users), recorder=recorder)
         writer.write(recorder.to_table())
+        writer.write_users(recorder.users_table())
     return int(writer.n_events)
 
 

@@ -3,8 +3,10 @@
 One file per model on a shared base (:mod:`.base`): ``mlp`` (multi-task MLP, logistic with
 ``layers=0``), ``gru`` (recurrent, GRU or LSTM cell), ``transformer`` (causal self-attention).
 Features are rebuilt from the log exactly as the simulator's observation shows them
-(:mod:`.data`), so a trained model acts as a policy (:meth:`SupervisedModel.as_policy`,
-:class:`RetrainingPolicy` for periodic retraining while deployed). Metrics are pure functions
+(:mod:`.data`; the demographics from the log's users table), so a trained model acts as a policy
+(:meth:`SupervisedModel.as_policy`, :class:`RetrainingPolicy` for periodic retraining while
+deployed). Fine-tuning and retraining follow :mod:`.adapt` (a lower learning rate, replay of older
+examples, choices and a gate on the newest validation data). Metrics are pure functions
 (:mod:`.metrics`). :func:`train_supervised` is the one objective used by ``driftrec train``,
 tuning and tests.
 """

@@ -192,6 +192,9 @@ class SupervisedModel(nn.Module):
         self.head: ScoreHead | None = None
         self.next_item: NextItemHead | None = None
         self._n_categories = c
+        # whether the training data knew any user's demographics (a log with a users table); a model
+        # trained without them is served with them zeroed, as its training data had them
+        self.uses_demographics = False
 
     # ------------------------------------------------------------------ architecture
     def build_head(self, repr_dim: int) -> None:
@@ -357,7 +360,8 @@ class SupervisedModel(nn.Module):
         """Write the model (weights, kind, training and simulator config) to ``path`` (torch format)."""
         path = Path(path)
         ckpt = {"format": CHECKPOINT_FORMAT, "kind": self.kind, "train_config": self.cfg.to_dict(),
-                "sim_config": self.spec.cfg.to_dict(), "state_dict": self.state_dict()}
+                "sim_config": self.spec.cfg.to_dict(), "state_dict": self.state_dict(),
+                "uses_demographics": bool(self.uses_demographics)}
         if self.spec.source == "log":  # a log's own catalog: the sim config does not rebuild it
             ckpt["log_spec"] = self.spec.to_state()
         torch.save(ckpt, path)
@@ -397,6 +401,7 @@ def load_model(path: str | Path) -> SupervisedModel:
         spec = FeatureSpec.from_config(SimConfig.from_dict(ckpt["sim_config"]))
     model = make_model(ckpt["kind"], spec, SupervisedConfig.from_dict(ckpt["train_config"]))
     model.load_state_dict(ckpt["state_dict"])
+    model.uses_demographics = bool(ckpt.get("uses_demographics", False))  # older checkpoints: trained without
     model.eval()
     return model
 

@@ -55,13 +55,22 @@ class SupervisedConfig:
                                    0.0, 1e6)
     purchase_pos_weight: float = knob(0.0, "weight of purchase positives among clicks (0 = balanced)", 0.0, 1e6)
 
-    # --- fine-tuning (finetune_days) and retraining while deployed ----------------------------------
-    finetune_epochs: int = knob(5, "maximum fine-tuning epochs on the recent window", 1, 10_000)
-    finetune_lr_scale: float = knob(0.3, "fine-tuning learning rate = lr * this", 1e-4, 10.0)
+    # --- fine-tuning (finetune_days) and retraining while deployed (see adapt.py) -------------------
+    finetune_epochs: int = knob(5, "maximum fine-tuning epochs on the recent window (early-stopped)", 1, 10_000)
+    finetune_lr_scale: float = knob(0.3, "fine-tuning and retraining learning rate = lr * this (with finetune_search "
+                                         "the centre of the searched scales)", 1e-4, 10.0)
+    finetune_search: bool = knob(True, "fine-tuning: choose the learning rate (finetune_lr_scale x 1/3, 1, 3) and "
+                                       "the window (x 1/2, 1, 2) on the recent validation slice; false: one fit")
+    finetune_val_frac: float = knob(0.25, "fine-tuning: newest share of the recent window held out to early-stop, "
+                                          "choose and recalibrate the fine-tune", 0.01, 0.9)
+    finetune_replay: float = knob(1.0, "fine-tuning and retraining: older examples replayed per recent example, so "
+                                       "what still holds is not forgotten (0 = none)", 0.0, 100.0)
     retrain_every_days: float = knob(1.0, "deployed retraining: refit every this many simulated days", 0.01, 3650.0)
     retrain_window_days: float = knob(7.0, "deployed retraining: refit on the examples of the newest this many days",
                                       0.01, 3650.0)
-    retrain_epochs: int = knob(2, "deployed retraining: epochs per refit", 1, 1000)
+    retrain_epochs: int = knob(5, "deployed retraining: maximum epochs per refit (early-stopped)", 1, 1000)
+    retrain_val_frac: float = knob(0.25, "deployed retraining: newest share of a refit's window held out; the refit "
+                                         "replaces the deployed model only if it lowers the loss there", 0.01, 0.9)
 
     # --- metrics -------------------------------------------------------------------------------------
     threshold: float = knob(0.5, "probability threshold of accuracy, precision, recall and F1", 0.0, 1.0)

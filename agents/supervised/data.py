@@ -3,8 +3,13 @@
 A model trained here must also act as a policy on live observations, so its user-side features
 are exactly the user part of ShopSim's ``features`` observation (see ``ShopModel.layout``):
 
-- demographics: **zeros**. The event log has no users table, so the models never see
-  demographics (the policy zeroes them in live observations too).
+- demographics: the one-hot age, gender and income buckets of the log's users table
+  (:func:`driftrec.envs.events.load_users`, passed as ``users``), what a shop knows of its
+  customers. A simulated log carries one; a log without it (a shop's own log loaded by
+  ``driftrec load``, an older simulated log) and a user missing from it or with an unknown
+  (-1) bucket give zeros there. A model trained without any known demographics is served with
+  them zeroed too (:attr:`SupervisedModel.uses_demographics`), so it never reads inputs its
+  training never saw.
 - calendar: sin and cos of ``2 pi t / 7``, ``t`` the request's timestamp in days (simulated logs
   count days from each life's start).
 - context: ``min(t / horizon_days, 1)``, ``step / (step + 10)`` with ``step`` the earlier
@@ -46,7 +51,7 @@ import pyarrow.parquet as pq
 from scipy.signal import lfilter
 
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.events import EPOCH, LOG_CONFIG_KEY, MS_PER_DAY
+from driftrec.envs.events import DEMOGRAPHICS, EPOCH, LOG_CONFIG_KEY, MS_PER_DAY
 from driftrec.envs.shop import N_COUNT_KINDS, ShopModel
 from driftrec.envs.state import BEHAVIOURS, CART, CLICK, IMPRESSION, PAD, PURCHASE, SEARCH, VIEW
 from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME, PRICE_FEATURE_CLIP
@@ -212,7 +217,7 @@ class FeatureSpec:
 class Examples:
     """Impressions as training examples (n rows), features as the policy will see them."""
 
-    user: np.ndarray  # (n, user_dim) float32 the observation's user part, demographics zeroed
+    user: np.ndarray  # (n, user_dim) float32 the observation's user part (demographics zero where unknown)
     hist_item: np.ndarray  # (n, H) int64 history item ids, oldest first (n_items: search or empty slot)
     hist_beh: np.ndarray  # (n, H) int64 history behaviour codes (0: empty slot)
     item: np.ndarray  # (n,) int64 the impressed item
@@ -228,6 +233,15 @@ class Examples:
     def take(self, rows: np.ndarray) -> Examples:
         """The examples ``rows`` (indices or a boolean mask), as new arrays."""
         return Examples(**{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)})
+
+    @classmethod
+    def concat(cls, parts: list[Examples]) -> Examples:
+        """The examples of ``parts`` one after the other (at least one part)."""
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)})
+
+    def knows_demographics(self, spec: FeatureSpec) -> bool:
+        """Whether any example's user has known demographics (a nonzero demographics part)."""
+        return bool(len(self)) and bool(self.user[:, spec.user_slices["demographics"]].any())
 
 
 def behaviour_codes(behaviour: pd.Series | np.ndarray) -> np.ndarray:
@@ -284,11 +298,39 @@ def _start_of_group(group: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, dtype=np.int64)
 
 
-def build_examples(events: pd.DataFrame, spec: FeatureSpec) -> Examples:
+def demographic_features(user_id: np.ndarray, users: pd.DataFrame | None) -> np.ndarray:
+    """(n, 9) float32 one-hot age, gender and income buckets of each ``user_id`` from the users
+    table ``users`` (columns of :data:`driftrec.envs.events.USER_SCHEMA`); zeros for a bucket that
+    is unknown (-1), a user missing from the table, or every user when ``users`` is None."""
+    user_id = np.asarray(user_id, dtype=np.int64)
+    width = sum(w for _, w in DEMOGRAPHICS)
+    out = np.zeros((user_id.size, width), dtype=np.float32)
+    if users is None or not len(users) or not user_id.size:
+        return out
+    table_ids = users["user_id"].to_numpy(np.int64)
+    order = np.argsort(table_ids, kind="stable")
+    sorted_ids = table_ids[order]
+    at = np.clip(np.searchsorted(sorted_ids, user_id), 0, sorted_ids.size - 1)
+    found = sorted_ids[at] == user_id
+    rows = np.flatnonzero(found)
+    src = order[at[found]]
+    start = 0
+    for name, w in DEMOGRAPHICS:
+        code = users[name].to_numpy(np.int64)[src]
+        if ((code < -1) | (code >= w)).any():
+            raise LogDataError(f"users table: {name} must be a bucket in [0, {w}) or -1 (unknown)")
+        ok = code >= 0
+        out[rows[ok], start + code[ok]] = 1.0
+        start += w
+    return out
+
+
+def build_examples(events: pd.DataFrame, spec: FeatureSpec, users: pd.DataFrame | None = None) -> Examples:
     """Replay ``events`` (rows of the event log) into one example per impression.
 
-    See the module docstring for the features and labels. ``events`` is sorted stably by user and
-    timestamp first, so per-user chunks that arrive out of order are fine.
+    See the module docstring for the features and labels. ``users`` is the log's users table
+    (the demographics; None: unknown, zeros). ``events`` is sorted stably by user and timestamp
+    first, so per-user chunks that arrive out of order are fine.
     """
     if len(events) == 0:
         return _empty_examples(spec)
@@ -367,6 +409,7 @@ def build_examples(events: pd.DataFrame, spec: FeatureSpec) -> Examples:
     # --- the user part of the observation -----------------------------------------------------
     user_x = np.zeros((n_req, spec.user_dim), dtype=np.float32)
     sl = spec.user_slices
+    user_x[:, sl["demographics"]] = demographic_features(user[req_rows], users)
     phase = 2.0 * np.pi / 7.0 * req_t
     user_x[:, sl["calendar"].start] = np.sin(phase)
     user_x[:, sl["calendar"].start + 1] = np.cos(phase)
@@ -414,16 +457,18 @@ def _empty_examples(spec: FeatureSpec) -> Examples:
 
 
 def user_features_from_obs(obs: np.ndarray | dict[str, np.ndarray], spec: FeatureSpec,
-                           trained: FeatureSpec | None = None) -> np.ndarray:
+                           trained: FeatureSpec | None = None, demographics: bool = True) -> np.ndarray:
     """(N, user_dim) float32 user features of live observations of a simulator with ``spec``, as
-    :func:`build_examples` builds them from a log (the user part of ``features``, demographics
-    zeroed). With ``trained`` (the spec a model was trained with) the life-elapsed feature
-    ``t / horizon_days`` is rescaled to the training horizon, so a model can serve a simulator
-    whose users live longer or shorter than those of its log."""
+    :func:`build_examples` builds them from a log with its users table (the user part of
+    ``features``). ``demographics=False`` zeroes the demographics, as a log without a users table
+    gives them (for a model trained on such a log). With ``trained`` (the spec a model was trained
+    with) the life-elapsed feature ``t / horizon_days`` is rescaled to the training horizon, so a
+    model can serve a simulator whose users live longer or shorter than those of its log."""
     flat = obs["features"] if isinstance(obs, dict) else obs
     flat = np.asarray(flat, dtype=np.float32)
     user = flat[:, :spec.user_dim].copy()
-    user[:, spec.user_slices["demographics"]] = 0.0  # not in the log, so not in the training data
+    if not demographics:
+        user[:, spec.user_slices["demographics"]] = 0.0
     if trained is not None and trained.horizon_days != spec.horizon_days:
         col = spec.user_slices["context"].start
         user[:, col] = np.minimum(user[:, col] * (spec.horizon_days / trained.horizon_days), 1.0)

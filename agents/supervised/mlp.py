@@ -1,8 +1,8 @@
 """Multi-task MLP (or logistic, ``layers=0``) recommender on the observation's features.
 
-The user representation is the user part of the ``features`` observation itself (calendar,
-session context, events, decayed per-category counts, last interactions; demographics are zero,
-see :mod:`driftrec.agents.supervised.data`), so the shared scoring head *is* the MLP: its input
+The user representation is the user part of the ``features`` observation itself (demographics
+from the log's users table, calendar, session context, events, decayed per-category counts, last
+interactions; see :mod:`driftrec.agents.supervised.data`), so the shared scoring head *is* the MLP: its input
 is those features, the item's category, price and id, and the user x item cross features. Two
 outputs: P(click) and P(purchase | click), class-weighted (``click_pos_weight``,
 ``purchase_pos_weight``). Next-item ranking scores the catalog by P(click).

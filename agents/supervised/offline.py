@@ -146,8 +146,12 @@ class OfflineData:
 
 def prepare_offline(events: pd.DataFrame, *, items: pd.DataFrame | None = None, sim_config: SimConfig | None = None,
                     require_sim: bool = False, negatives: int = DEFAULT_NEGATIVES, min_targets: int = MIN_TARGETS,
-                    max_categories: int = MAX_CATEGORIES, seed: int = 0, name: str = "log") -> OfflineData:
+                    max_categories: int = MAX_CATEGORIES, seed: int = 0, name: str = "log",
+                    users: pd.DataFrame | None = None) -> OfflineData:
     """Targets, features and the leave-last-out split of ``events`` (rows of the event schema).
+
+    ``users`` is the log's users table (:func:`driftrec.envs.events.load_users`): the demographic
+    features; None (a shop's own log, which has none) leaves them zero.
 
     ``items`` (indexed by item id, columns ``category`` and ``price``, as ``LoadedLog.items``)
     gives the catalog of a log's own features (default: the items seen in ``events``).
@@ -181,7 +185,7 @@ def prepare_offline(events: pd.DataFrame, *, items: pd.DataFrame | None = None, 
     frame, groups = (ev, None) if has_impressions else _probe_frame(ev, beh, has_clicks)
     if spec is None:
         frame, spec = _log_spec(frame, items, max_categories)
-    ex = build_examples(frame, spec)
+    ex = build_examples(frame, spec, users)
 
     if has_impressions:
         rule = "clicked impressions"
@@ -419,6 +423,7 @@ def train_offline_model(kind: str, data: OfflineData, cfg: SupervisedConfig, see
     recalibrated on it) and evaluate it on the held-out part; returns (model, metrics)."""
     start = time.perf_counter()
     model = make_model(kind, data.spec, cfg, seed)
+    model.uses_demographics = data.train.knows_demographics(data.spec)
     model.set_pos_weights(data.train, cfg.click_pos_weight, cfg.purchase_pos_weight)
     val = data.val if len(data.val) else None
 

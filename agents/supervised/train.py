@@ -2,7 +2,8 @@
 
 Reads an event log, rebuilds the features (:mod:`driftrec.agents.supervised.data`), splits the
 examples chronologically, trains with early stopping, evaluates on the held-out latest examples
-and writes ``model.pt``, ``metrics.json`` and ``config.yaml`` into the output folder.
+and writes ``model.pt``, ``metrics.json`` and ``config.yaml`` into the output folder (with
+``finetune_days``, also ``pretrained.pt``: the model before fine-tuning).
 
 Splits (all by time, never at random, so no example is scored with a model that saw its future):
 
@@ -10,8 +11,16 @@ Splits (all by time, never at random, so no example is scored with a model that 
 - the rest is training data; its latest ``val_frac`` is the validation set for early stopping;
 - with ``finetune_days=D`` the training data is split again at ``test cut - D``: the model is
   pretrained on the older part (with its own validation tail), then fine-tuned on the recent
-  window (with its own), at ``lr * finetune_lr_scale``. ``metrics.json`` reports the held-out
-  metrics before (``pretrain_test``) and after (``test``) fine-tuning.
+  window as :func:`driftrec.agents.supervised.adapt.finetune` does it (a lower learning rate,
+  replay of older examples, early stopping, learning rate and window chosen on the newest part
+  of the window, kept only if it beats the pretrained weights there). ``metrics.json`` reports
+  the held-out metrics before (``pretrain_test``) and after (``test``) fine-tuning, and every
+  trial of the choice (``training.finetune``).
+
+The log's users table (:func:`driftrec.envs.events.load_users`, written beside a simulated log)
+gives the demographic features; without it they are zero, and the model is served with them
+zeroed (``data.demographics`` in ``metrics.json``: the share of examples whose user's
+demographics were known).
 
 Next-item ranking (HR@k, NDCG@k) is chronological too: every clicked impression in the test
 window is a target, ranked over the whole catalog from the features and history just before its
@@ -32,6 +41,7 @@ import numpy as np
 import torch
 import yaml
 
+from driftrec.agents.supervised.adapt import finetune
 from driftrec.agents.supervised.base import FitReport, SupervisedModel, evaluate, fit, make_model
 from driftrec.agents.supervised.config import SupervisedConfig, split_overrides
 from driftrec.agents.supervised.data import (
@@ -44,7 +54,7 @@ from driftrec.agents.supervised.data import (
     log_sim_config,
 )
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.events import EventLogError, load_events
+from driftrec.envs.events import EventLogError, load_events, load_users
 from driftrec.envs.presets import preset_config
 
 log = logging.getLogger(__name__)
@@ -83,6 +93,7 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     start = time.perf_counter()
     try:
         events = load_events(logs)
+        users = load_users(logs)
     except EventLogError as err:
         raise LogDataError(str(err)) from None
     name = f"events file {logs}"
@@ -99,7 +110,7 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
         raise LogDataError(f"{name} has no click rows: there is nothing to learn click prediction from")
     spec = FeatureSpec.from_config(sim_cfg)
     check_log(events, spec, name)
-    examples = build_examples(events, spec)
+    examples = build_examples(events, spec, users)
     if not (examples.click > 0).any():
         raise LogDataError(f"{name}: no click matches an impression (same request, item and position)")
     features_s = time.perf_counter() - start
@@ -119,27 +130,34 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
         phases = [("train", rest)]
 
     model = make_model(kind, spec, cfg, seed)
+    model.uses_demographics = examples.knows_demographics(spec)
     model.set_pos_weights(phases[0][1], cfg.click_pos_weight, cfg.purchase_pos_weight)
+    known = examples.user[:, spec.user_slices["demographics"]].any(axis=1)
     result: dict[str, Any] = {
         "kind": kind, "seed": seed, "logs": str(logs), "preset": cfg.preset, "finetune_days": finetune_days,
         "sim_config_from": "log" if logged is not None and "preset" not in train_keys else "preset",
         "data": {"events": int(len(events)), "users": int(events["user_id"].nunique()),
                  "examples": len(examples), "test": len(test), "test_from_day": test_cut,
+                 "demographics": float(known.mean()) if len(known) else 0.0,
                  "click_rate": float(examples.click.mean()), "purchase_rate": float(examples.purchase.mean()),
                  "feature_seconds": features_s},
         "pos_weight": {"click": float(model.pos_weight[0]), "purchase": float(model.pos_weight[1])},
     }
     clicked_before_test = rest.item[rest.click > 0]
     training: dict[str, Any] = {}
-    for i, (phase, data) in enumerate(phases):
-        fine = phase == "finetune"
-        if fine:
-            result["pretrain_test"] = evaluate(model, test, clicked_before_test)
-            before = _flat_params(model)
-        report = _fit_phase(model, data, cfg, seed + i, phase, fine)
-        training[phase] = _report_dict(report, data, cfg)
-        if fine:
-            training[phase]["weight_change"] = float(torch.linalg.vector_norm(_flat_params(model) - before))
+    phase, data = phases[0]
+    training[phase] = _report_dict(_fit_phase(model, data, cfg, seed, phase), data, cfg)
+    if finetune_days is not None:
+        result["pretrain_test"] = evaluate(model, test, clicked_before_test)
+        before = _flat_params(model)
+        out.mkdir(parents=True, exist_ok=True)
+        model.save(out / "pretrained.pt")  # the stale model the fine-tune starts from, for comparisons
+
+        def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+            log.info("%s finetune epoch %d: train loss %.4f, val loss %.4f", kind, epoch, train_loss, val_loss)
+
+        training["finetune"] = finetune(model, rest, test_cut - finetune_days, cfg, seed + 1, on_epoch)
+        training["finetune"]["weight_change"] = float(torch.linalg.vector_norm(_flat_params(model) - before))
     result["training"] = training
     result["logit_offset"] = {"click": float(model.logit_offset[0]), "purchase": float(model.logit_offset[1])}
     result["test"] = evaluate(model, test, clicked_before_test)
@@ -177,8 +195,7 @@ def summary(result: dict[str, Any], top_k: int = 10) -> dict[str, Any]:
     return out
 
 
-def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, seed: int, phase: str,
-               fine: bool) -> FitReport:
+def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, seed: int, phase: str) -> FitReport:
     train_mask, val_mask, _ = chronological_split(data.time, cfg.val_frac)
     train, val = data.take(train_mask), data.take(val_mask)
     if not (train.click > 0).any():  # a tiny log: train on everything, stop by epochs
@@ -187,8 +204,7 @@ def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, se
     def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
         log.info("%s %s epoch %d: train loss %.4f, val loss %.4f", model.kind, phase, epoch, train_loss, val_loss)
 
-    report = fit(model, train, val, epochs=cfg.finetune_epochs if fine else cfg.epochs,
-                 lr=cfg.lr * (cfg.finetune_lr_scale if fine else 1.0), patience=cfg.patience, seed=seed,
+    report = fit(model, train, val, epochs=cfg.epochs, lr=cfg.lr, patience=cfg.patience, seed=seed,
                  on_epoch=on_epoch)
     if val is not None:
         model.recalibrate(val)

@@ -30,7 +30,7 @@ from driftrec.agents.supervised.offline import (
     train_offline_model,
 )
 from driftrec.envs.config import ConfigError
-from driftrec.envs.events import EPOCH, MS_PER_DAY, EventRecorder
+from driftrec.envs.events import EPOCH, MS_PER_DAY, EventRecorder, simulated_users
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rollout import rollout
@@ -253,3 +253,18 @@ def test_a_named_preset_that_does_not_match_is_an_error(sim_log: tuple[Any, pd.D
     cfg = preset_config("default", {"horizon_days": DAYS})
     dropped = events[events["behaviour"] != "impression"].reset_index(drop=True)
     assert prepare_offline(dropped, sim_config=cfg, require_sim=True).policy_ready
+
+
+def test_a_users_table_gives_the_demographics(sim_log: tuple[Any, pd.DataFrame]) -> None:
+    """With the log's users table the offline models train on demographics (and serve them); a
+    log without one (a shop's own) keeps them zero."""
+    cfg, events = sim_log
+    users = simulated_users(build_model(cfg), events["user_id"].to_numpy()).to_pandas()
+    data = prepare_offline(events, sim_config=cfg, users=users)
+    demo = data.train.user[:, data.spec.user_slices["demographics"]]
+    np.testing.assert_array_equal(demo.sum(axis=1), 3.0)
+    model, _ = train_offline_model("mlp", data, TINY)
+    assert model.uses_demographics
+    blind = prepare_offline(events, sim_config=cfg)
+    assert not blind.train.user[:, blind.spec.user_slices["demographics"]].any()
+    assert not train_offline_model("mlp", blind, TINY)[0].uses_demographics

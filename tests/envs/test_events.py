@@ -1,4 +1,5 @@
-"""The event log: schema, reward accounting, row rules, ordering, determinism and safe files."""
+"""The event log: schema, reward accounting, row rules, ordering, determinism and safe files; the users
+table beside it (demographics)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ import pytest
 from driftrec.agents.policies import RandomPolicy
 from driftrec.envs.events import (
     BEHAVIOUR_NAMES,
+    DEMOGRAPHICS,
     EPOCH,
     EVENT_SCHEMA,
+    USER_SCHEMA,
     EventLogError,
     EventRecorder,
     EventWriter,
     load_events,
+    load_users,
+    simulated_users,
+    users_path,
 )
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
@@ -222,3 +228,73 @@ def test_load_events_rejects_unknown_behaviour_and_missing_file(shop_run: Run, t
         load_events(path)
     with pytest.raises(EventLogError, match="no such file"):
         load_events(tmp_path / "nope.parquet")
+
+
+# ------------------------------------------------------------------------------------- the users table
+def test_users_table_holds_each_users_demographics(shop_run: Run) -> None:
+    """One row per recorded user with the buckets of the observation's one-hot demographics part:
+    what the shop knows of the users of a simulated log (their ids are their seeds)."""
+    model = build_model(preset_config("default", SHOP))
+    recorder = EventRecorder(model)
+    seeds = np.arange(N_USERS)
+    state = model.init(user_keys(seeds), np.zeros(N_USERS, dtype=np.int64))
+    policy = RandomPolicy(model.action_space, N_USERS, 0)
+    for _ in range(3):
+        actions, prop = policy.act(model.observe(state))
+        state, out = model.step(state, actions, inplace=True)
+        recorder.record(out, seeds, prop)
+    users = recorder.users_table()
+    assert users.schema.equals(USER_SCHEMA)
+    frame = users.to_pandas()
+    np.testing.assert_array_equal(frame["user_id"], seeds)
+    demo = model.observe(state)[:, model.layout["demographics"]]
+    start = 0
+    for name, width in DEMOGRAPHICS:
+        np.testing.assert_array_equal(frame[name], demo[:, start:start + width].argmax(axis=1))
+        start += width
+    assert frame[["age", "gender", "income"]].nunique().min() > 1  # the users differ: not a constant
+    # the same table from the ids alone, and none for a user model without demographics
+    assert simulated_users(model, seeds[::-1]).equals(users)
+    assert simulated_users(build_model(preset_config("recsim-ie")), seeds).num_rows == 0
+
+
+def test_users_table_is_written_beside_the_log_and_read_back(shop_run: Run, tmp_path) -> None:
+    model = build_model(preset_config("default", SHOP))
+    path = tmp_path / "events.parquet"
+    users = simulated_users(model, np.unique(shop_run.table.column("user_id").to_numpy()))
+    with EventWriter(path) as writer:
+        writer.write(shop_run.table)
+        writer.write_users(users.slice(0, 10))
+        writer.write_users(users.slice(10))  # appended, as a batched simulation writes it
+    assert users_path(path) == tmp_path / "events.users.parquet"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet", "events.users.parquet"]
+    pd.testing.assert_frame_equal(load_users(path), users.to_pandas())
+    # a log rewritten without users drops the old table (no log is paired with other users'),
+    # and a log without one has unknown demographics: None
+    with EventWriter(path) as writer:
+        writer.write(shop_run.table)
+    assert [p.name for p in tmp_path.iterdir()] == ["events.parquet"]
+    assert load_users(path) is None
+    # a crash leaves neither file
+    with pytest.raises(RuntimeError, match="boom"), EventWriter(tmp_path / "other.parquet") as writer:
+        writer.write_users(users)
+        raise RuntimeError("boom")
+    assert [p.name for p in tmp_path.iterdir()] == ["events.parquet"]
+    with EventWriter(path) as writer, pytest.raises(ValueError, match="users table must have the schema"):
+        writer.write_users(shop_run.table)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t.drop_columns(["income"]), "missing column 'income'"),
+    (lambda t: t.set_column(1, "age", t.column("age").cast(pa.int64())), "column 'age' must be int8"),
+    (lambda t: t.set_column(1, "age", pa.array(np.r_[4, t.column("age").to_numpy()[1:]], pa.int8())),
+     "row 0 has age 4; expected a bucket in \\[0, 4\\) or -1"),
+    (lambda t: pa.concat_tables([t, t.slice(2, 1)]), "repeats user_id"),
+])
+def test_load_users_rejects_a_bad_table_naming_the_column(tmp_path, change, message) -> None:
+    model = build_model(preset_config("default", SHOP))
+    path = tmp_path / "events.parquet"
+    pq.write_table(change(simulated_users(model, np.arange(5))), users_path(path))
+    with pytest.raises(EventLogError, match=message) as err:
+        load_users(path)
+    assert "events.users.parquet" in str(err.value) and "\n" not in str(err.value)

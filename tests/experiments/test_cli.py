@@ -16,7 +16,7 @@ from gymnasium import spaces
 from driftrec.agents.policies import RandomPolicy, make_policy
 from driftrec.agents.supervised.data import log_sim_config
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.events import load_events
+from driftrec.envs.events import load_events, load_users
 from driftrec.envs.model import model_for
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.shopsim import ShopSimEnv
@@ -76,7 +76,9 @@ def test_simulate_writes_a_valid_log_and_a_summary(capsys: pytest.CaptureFixture
     assert "20 users" in summary and f"{len(frame)} events" in summary and str(path) in summary
     reward = float(summary.split("reward per user ")[1].split(",")[0])
     assert reward == pytest.approx(frame.reward.sum() / 20, abs=1e-4)
-    assert [p.name for p in tmp_path.iterdir()] == ["events.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet", "events.users.parquet"]
+    users = load_users(path)  # the shop's records of the users: one row each, their demographics
+    assert sorted(users.user_id) == list(range(5, 25)) and (users[["age", "gender", "income"]] >= 0).all().all()
     # the log tells what simulated it (supervised training then needs no --set keys)
     assert log_sim_config(path) == preset_config("default", {"horizon_days": 3}).to_dict()
 
