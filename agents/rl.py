@@ -9,16 +9,28 @@ environment it was trained on, which :func:`check_env_spec` compares before an e
 Hyperparameters (``agents/hyperparams/<algo>.yml``, one entry per preset on top of ``defaults``):
 
 - ``n_timesteps``: training budget; ``n_envs``: simulated users stepped together (the batch of
-  the training VecEnv); ``policy``: ``MlpPolicy`` or ``MultiInputPolicy`` (default: chosen
-  from the observation space); ``policy_kwargs``: a mapping or rl-zoo3's string form
-  ``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``, plus driftrec's
-  ``features_extractor: gru | attention`` for ``history`` observations;
+  the training VecEnv); ``policy``: ``ItemScoringPolicy``, ``MlpPolicy`` or ``MultiInputPolicy``
+  (default: ``MlpPolicy`` / ``MultiInputPolicy`` by the observation space); ``policy_kwargs``: a
+  mapping or rl-zoo3's string form ``"dict(net_arch=[64, 64], activation_fn=nn.ReLU)"``, plus
+  driftrec's ``features_extractor: gru | attention`` for ``history`` observations;
 - ``learning_rate``, ``clip_range``, ``clip_range_vf``: a number or ``lin_<value>`` (linear decay
   to 0, as rl-zoo3);
 - every other key must be an argument of the algorithm's constructor (``gamma``, ``n_steps``,
   ``batch_size``, ``ent_coef``, ``buffer_size``, ...). Unknown keys raise :class:`ConfigError`
   naming the key. ``normalize`` is accepted only as false: observations already lie in their
   declared bounds, and a VecNormalize would have to travel with every saved model.
+
+Policies. ``ItemScoringPolicy`` (:mod:`driftrec.agents.item_scoring`) scores each item from a user
+encoding and the item's representation (a learned embedding plus its category and price), one
+score function shared by every item: actor logits for PPO / A2C / MaskablePPO, Q-values for DQN
+and QR-DQN, over the catalog or the request's candidates, on ``features`` and ``history``
+observations alike (one name for both). Its ``policy_kwargs``: ``net_arch`` (the user MLP; for
+actor-critics also the critic, or ``dict(pi=..., vf=...)``), ``activation_fn``,
+``embedding_dim`` (32), ``item_ids`` (true: an embedding and a bias per item id, catalog mode),
+``cross_features`` (true: the per-category term), ``features_extractor`` for ``history``.
+:func:`build_agent` adds the simulator's catalog as ``policy_kwargs['catalog']``
+(:func:`~driftrec.agents.item_scoring.catalog_kwargs`); SB3 saves it with the model, so
+:func:`load_agent` needs no simulator. ``MlpPolicy`` (one output per item) stays for comparison.
 
 Seeds of simulated users follow :mod:`driftrec.envs.rollout` (the roles never overlap):
 training users of run seed s are ``s + i`` (``train_seeds``; SB3 seeds the training VecEnv with
@@ -54,14 +66,20 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepR
 from torch import nn
 
 from driftrec.agents.extractors import FEATURE_EXTRACTORS
+from driftrec.agents.item_scoring import (
+    ITEM_SCORING_POLICY,
+    ItemScoringExtractor,
+    catalog_kwargs,
+    item_scoring_policy,
+)
 from driftrec.agents.policies import Policy
 from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS
 from driftrec.envs.rollout import VALIDATION_SEED_OFFSET, validation_seeds
 
-__all__ = ["ALGORITHMS", "VALIDATION_SEED_OFFSET", "HeldOutUsers", "SB3Policy", "build_agent", "load_agent",
-           "save_agent", "validation_seeds"]
+__all__ = ["ALGORITHMS", "ITEM_SCORING_POLICY", "VALIDATION_SEED_OFFSET", "HeldOutUsers", "SB3Policy", "build_agent",
+           "load_agent", "policy_class", "save_agent", "validation_seeds"]
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO, "dqn": DQN, "a2c": A2C, "qrdqn": QRDQN, "maskable-ppo": MaskablePPO,
@@ -215,11 +233,27 @@ def _resolve_class(key: str, name: Any, module: Any, base: type, aliases: Mappin
     raise ConfigError(f"policy_kwargs '{key}': unknown {base.__name__} {name!r}")
 
 
+def policy_class(algo: str, policy: str) -> type[nn.Module]:
+    """The policy class the YAML's ``policy`` names for ``algo`` (``ItemScoringPolicy``, or an SB3 alias)."""
+    if policy == ITEM_SCORING_POLICY:
+        return item_scoring_policy(algo)
+    aliases = algorithm(algo).policy_aliases
+    if policy not in aliases or policy == "CnnPolicy":
+        raise ConfigError(f"hyperparameter 'policy' for {algo} must be {ITEM_SCORING_POLICY}, MlpPolicy or "
+                          f"MultiInputPolicy, got {policy!r}")
+    return aliases[policy]
+
+
 def _policy_kwargs(algo: str, policy: str, value: Any, observation_space: spaces.Space) -> dict[str, Any]:
     """YAML-safe ``policy_kwargs`` -> the objects SB3 expects, checked against the policy class."""
     kwargs = parse_policy_kwargs(value)
     history = isinstance(observation_space, spaces.Dict)
     extractor = kwargs.pop("features_extractor", "gru" if history else None)
+    if extractor == "none" and policy == ITEM_SCORING_POLICY and history:
+        # no sequence encoder: the history reaches the item scores through their history term only
+        kwargs["features_extractor_class"] = ItemScoringExtractor
+        kwargs["features_extractor_kwargs"] = {"sequence_encoder": False}
+        extractor = None
     if extractor is not None:
         if extractor not in FEATURE_EXTRACTORS:
             raise ConfigError(f"policy_kwargs 'features_extractor' must be one of {', '.join(FEATURE_EXTRACTORS)}, "
@@ -233,8 +267,7 @@ def _policy_kwargs(algo: str, policy: str, value: Any, observation_space: spaces
     if "optimizer_class" in kwargs:
         kwargs["optimizer_class"] = _resolve_class("optimizer_class", kwargs["optimizer_class"], torch.optim,
                                                    torch.optim.Optimizer)
-    policy_class = algorithm(algo).policy_aliases[policy]
-    params = inspect.signature(policy_class.__init__).parameters
+    params = inspect.signature(policy_class(algo, policy).__init__).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         allowed = set(params) - {"self", "observation_space", "action_space", "lr_schedule"}
         for key in kwargs:
@@ -285,7 +318,8 @@ def resolved_hyperparams(algo: str, hyperparams: Mapping[str, Any]) -> dict[str,
 
 
 def build_agent(algo: str, venv: VecEnv, hyperparams: Mapping[str, Any], seed: int | None,
-                tensorboard_log: str | None = None, *, verbose: int = 0, device: str = "cpu") -> BaseAlgorithm:
+                tensorboard_log: str | None = None, *, verbose: int = 0, device: str = "cpu",
+                sim_model: Any = None) -> BaseAlgorithm:
     """An untrained SB3 model of ``algo`` on ``venv`` from rl-zoo3-style ``hyperparams``.
 
     ``n_timesteps`` and ``n_envs`` are for the caller (the training budget and ``venv``'s size)
@@ -293,6 +327,9 @@ def build_agent(algo: str, venv: VecEnv, hyperparams: Mapping[str, Any], seed: i
     raises ConfigError suggesting PPO. ``history`` observations get ``MultiInputPolicy`` with the
     GRU extractor unless ``policy_kwargs`` names another. ``device`` defaults to the CPU: these
     networks are small, and SB3 itself advises the CPU for MLP policies.
+
+    ``policy: ItemScoringPolicy`` reads the catalog of ``sim_model`` (default: the model of the
+    driftrec VecEnv under ``venv``'s wrappers) into ``policy_kwargs['catalog']``.
     """
     cls = algorithm(algo)
     hp = resolved_hyperparams(algo, hyperparams)
@@ -305,17 +342,27 @@ def build_agent(algo: str, venv: VecEnv, hyperparams: Mapping[str, Any], seed: i
                           "or set slate_size=1")
     history = isinstance(venv.observation_space, spaces.Dict)
     policy = hp.get("policy") or ("MultiInputPolicy" if history else "MlpPolicy")
-    if policy not in cls.policy_aliases or policy == "CnnPolicy":
-        raise ConfigError(f"hyperparameter 'policy' for {algo} must be MlpPolicy or MultiInputPolicy, got {policy!r}")
-    if history != (policy == "MultiInputPolicy"):
+    policy_class(algo, policy)  # a one-line ConfigError for an unknown name
+    item_scoring = policy == ITEM_SCORING_POLICY
+    if not item_scoring and history != (policy == "MultiInputPolicy"):
         need = "MultiInputPolicy" if history else "MlpPolicy"
         raise ConfigError(f"hyperparameter 'policy' is {policy} but {space_text(venv.observation_space)} "
-                          f"observations need {need}")
+                          f"observations need {need} (or {ITEM_SCORING_POLICY})")
     params = inspect.signature(cls.__init__).parameters
     kwargs = {k: _coerce(algo, k, v, params[k].default) for k, v in hp.items() if k not in ZOO_KEYS}
     kwargs["policy_kwargs"] = _policy_kwargs(algo, policy, hp.get("policy_kwargs"), venv.observation_space)
+    if item_scoring and "catalog" not in kwargs["policy_kwargs"]:
+        sim_model = sim_model if sim_model is not None else getattr(getattr(venv, "unwrapped", venv), "model", None)
+        if sim_model is None:
+            raise ConfigError(f"{ITEM_SCORING_POLICY} needs the simulator's catalog: pass sim_model= to build_agent "
+                              "(a driftrec VecEnv carries it)")
+        try:
+            kwargs["policy_kwargs"]["catalog"] = catalog_kwargs(sim_model)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     try:
-        return cls(policy, venv, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, device=device, **kwargs)
+        return cls(item_scoring_policy(algo) if item_scoring else policy, venv, seed=seed,
+                   tensorboard_log=tensorboard_log, verbose=verbose, device=device, **kwargs)
     except (TypeError, ValueError, AssertionError) as err:  # SB3 checks values with asserts
         raise ConfigError(f"{algo} rejected its hyperparameters: {' '.join(str(err).split())}") from None
 
