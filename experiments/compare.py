@@ -67,7 +67,11 @@ REFERENCE = ("random", "popularity", "logging", "oracle-greedy", "oracle-planner
 RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")
 SUPERVISED = ("mlp", "gru", "transformer")
 VARIANTS = ("finetune", "retrain")
-PROFILES = ("smoke", "quick", "full")
+WARM = "warm"
+"""``<algo>-warm``: the RL agent starts from the world's ``mlp`` distilled on the logs
+(:mod:`driftrec.agents.warm_start`), then trains the same budget as the cold ``<algo>``."""
+WARM_TEACHER = "mlp"  # reads the ``features`` observation that the RL agents read
+PROFILES = ("smoke", "quick", "standard", "full")
 DEFAULT_PROFILE = "quick"
 LISTS = ("presets", "policies")
 MAPPINGS = ("sim", "supervised", "hyperparams")
@@ -79,15 +83,17 @@ def family(policy: str) -> str:
     """'reference', 'supervised' or 'rl'."""
     if policy in REFERENCE:
         return "reference"
-    return "rl" if policy in RL_ALGOS else "supervised"
+    return "rl" if policy.removesuffix(f"-{WARM}") in RL_ALGOS else "supervised"
 
 
 def check_policy(name: str) -> None:
     """Raise ConfigError unless ``name`` is a policy compare knows."""
     kind, _, variant = name.partition("-")
-    if name in REFERENCE or name in RL_ALGOS or (kind in SUPERVISED and (not variant or variant in VARIANTS)):
+    if name in REFERENCE or name.removesuffix(f"-{WARM}") in RL_ALGOS \
+            or (kind in SUPERVISED and (not variant or variant in VARIANTS)):
         return
-    known = [*REFERENCE, *SUPERVISED, *(f"{k}-{v}" for k in SUPERVISED for v in VARIANTS), *RL_ALGOS]
+    known = [*REFERENCE, *SUPERVISED, *(f"{k}-{v}" for k in SUPERVISED for v in VARIANTS), *RL_ALGOS,
+             *(f"{a}-{WARM}" for a in RL_ALGOS)]
     raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}")
 
 
@@ -96,7 +102,8 @@ class CompareConfig:
     """What ``driftrec compare`` runs: presets, seeds, policies, users and budgets (see benchmark.yaml)."""
 
     presets: tuple[str, ...] = ("default",)
-    policies: tuple[str, ...] = (*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn")
+    policies: tuple[str, ...] = (*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn", "ppo-warm",
+                                 "dqn-warm")
     # (REFERENCE holds oracle-planner, the upper reference; tuned on the world's validation users)
     seeds: int = knob(1, "seeds (worlds: catalog and users) first_seed, first_seed + 1, ...", 1, 1000)
     first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
@@ -109,6 +116,8 @@ class CompareConfig:
                             "hyperparameters')", 0, 1_000_000)
     rl_evaluations: int = knob(5, "validations on held-out users while an RL agent trains (0: none)", 0, 10_000)
     rl_eval_users: int = knob(128, "held-out validation users of RL training", 1, 1_000_000)
+    warm_start_steps: int = knob(500, "<algo>-warm: gradient steps distilling the world's mlp into the agent on "
+                                      "the logs before RL", 1, 10_000_000)
     finetune_days: float = knob(7.0, "<kind>-finetune: fine-tune on the log's last this many days", 0.01, 3650.0)
     retrain_every_days: float = knob(3.0, "<kind>-retrain: refit while deployed every this many days", 0.01, 3650.0)
     retrain_window_days: float = knob(7.0, "<kind>-retrain: refit on the newest this many days", 0.01, 3650.0)
@@ -166,9 +175,11 @@ class CompareConfig:
                 cfg = preset_config(preset, self.sim)
             except ConfigError as err:
                 raise ConfigError(f"sim: {err}") from None
-            if cfg.model != "shop" and any(family(p) == "supervised" for p in self.policies):
+            if cfg.model != "shop" and any(family(p) == "supervised" or p.endswith(f"-{WARM}")
+                                           for p in self.policies):
                 raise ConfigError(f"preset '{preset}' uses the {cfg.model} user model; the supervised models "
-                                  "need ShopSim: drop them from policies or the preset")
+                                  "need ShopSim, and so do the warm-started agents: drop them from policies or the "
+                                  "preset")
         from driftrec.agents.supervised.config import SupervisedConfig  # no torch import
 
         try:
@@ -415,31 +426,39 @@ class World:
             shutil.rmtree(partial, ignore_errors=True)
         return info
 
-    def _rl(self, algo: str) -> tuple[Any, dict[str, Any], Any]:
+    def _rl(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
         from driftrec.agents.rl import SB3Policy, load_agent
         from driftrec.experiments.train import RLTrainConfig, run_train
 
-        folder = self.cell(algo) / "model"
+        algo = policy.removesuffix(f"-{WARM}")
+        warm = algo != policy
+        folder = self.cell(policy) / "model"
         hp_value = self.cfg.hyperparams.get(algo, {})
         hp_file = Path(hp_value) if isinstance(hp_value, str) else None
         hp = {} if hp_file is not None else dict(hp_value)
 
         def train(out: Path) -> dict[str, Any]:
-            self.report(f"{self.name}: training {algo} for {self.cfg.rl_timesteps:,} user-steps")
+            teacher = self._teacher() if warm else None
+            self.report(f"{self.name}: training {policy} for {self.cfg.rl_timesteps:,} user-steps"
+                        + (f", warm-started from {WARM_TEACHER} on the logs" if warm else ""))
             evals = self.cfg.rl_evaluations
             result = run_train(RLTrainConfig(
                 algo, out, preset=self.base_preset, overrides=self.overrides, hyperparams=hp, hyperparams_file=hp_file,
                 timesteps=self.cfg.rl_timesteps, users=self.cfg.rl_users or None, seed=self.seed,
                 eval_freq=max(self.cfg.rl_timesteps // evals, 1) if evals else 0, eval_users=self.cfg.rl_eval_users,
-                checkpoint_freq=0, progress_bar=sys.stderr.isatty()))
+                checkpoint_freq=0, progress_bar=sys.stderr.isatty(), warm_start=teacher,
+                warm_start_logs=self.logs_path if warm else None, warm_start_steps=self.cfg.warm_start_steps))
             spec = result.spec
             info = {"wall_s": float(spec["wall_time_s"]), "env_steps": int(spec["timesteps"])}
+            if warm:  # the teacher's log is interaction this agent cost too
+                info["env_steps"] += self.logged_requests()
+                info["warm_start"] = spec["warm_start"]
             curve = result.evaluations
             if curve:  # the deployed agent is the best validation's (EvalCallback's best_model.zip)
                 best = int(np.argmax(curve["results"].mean(axis=1)))
                 info.update(deployed_steps=int(curve["timesteps"][best]),
                             deployed_validation=float(curve["results"][best].mean()))
-            self.report(f"{self.name}: {algo} trained in {spec['wall_time_s']:.1f} s"
+            self.report(f"{self.name}: {policy} trained in {spec['wall_time_s']:.1f} s"
                         + (f"; deploying its best validation, at {info['deployed_steps']:,} user-steps"
                            if "deployed_steps" in info else ""))
             return info
@@ -448,6 +467,12 @@ class World:
         best = folder / "best_model.zip"
         agent, _ = load_agent(best if best.is_file() else folder)
         return SB3Policy(agent), info, self.model
+
+    def _teacher(self) -> Path:
+        """The world's :data:`WARM_TEACHER` model (the ``mlp`` cell's, trained here if that cell has not run)."""
+        folder = self.cell(WARM_TEACHER) / "model"
+        self._train_into(folder, lambda out: self._fit(WARM_TEACHER, out, False))
+        return folder / "model.pt"
 
     def _supervised(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
         from driftrec.agents.supervised import RetrainingPolicy, SupervisedPolicy, load_model
@@ -670,6 +695,20 @@ def _notes(cfg: CompareConfig, worlds: Sequence[World], results: pd.DataFrame) -
     notes.append("Wall time, training + evaluation, summed over worlds: " + "; ".join(parts) + ".")
     notes.append("oracle-planner and oracle-greedy read the hidden user state: they are references, not deployable "
                  "policies; regret and share are against the better of the two in each world.")
+    rl = [p for p in cfg.policies if family(p) == "rl"]
+    if rl:
+        cold = [p for p in rl if not p.endswith(f"-{WARM}")]
+        warm = [p for p in rl if p.endswith(f"-{WARM}")]
+        parts = []
+        if cold:
+            parts.append(f"{', '.join(cold)} start{'s' * (len(cold) == 1)} from random weights (cold)")
+        if warm:
+            parts.append(f"{', '.join(warm)} start{'s' * (len(warm) == 1)} from the world's {WARM_TEACHER} "
+                         "distilled on the logs "
+                         f"({cfg.warm_start_steps} gradient steps; the logs' requests count in their env_steps), "
+                         "then train the same budget (warm)")
+        notes.append("RL agents: " + "; ".join(parts) + ". Each is deployed at its best validation (learning "
+                     "curves show every validation; a warm agent is validated once before RL too).")
     return notes
 
 
@@ -691,7 +730,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--config", type=Path, default=None,
                    help="YAML with 'defaults' and 'profiles' (default: the packaged benchmark.yaml)")
     p.add_argument("--profile", default=DEFAULT_PROFILE,
-                   help=f"profile of the config: smoke (CI, ~1 min), quick (~10 min), full (hours) "
+                   help=f"profile of the config: smoke (CI, ~1 min), quick (~3 min), standard (7 presets x 3 "
+                        f"seeds, ~45 min), full (hours) "
                         f"(default: {DEFAULT_PROFILE})")
     p.add_argument("--presets", default=None, help="comma-separated presets (default: the profile's)")
     p.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (default: the profile's)")

@@ -12,6 +12,12 @@ agent (:func:`run_train`) on the batched simulator and writes into ``runs/NAME/`
 | ``checkpoints/`` | ``model_<timesteps>_steps.zip`` every ``--checkpoint-freq`` timesteps |
 | ``tb/`` | TensorBoard logs (``tensorboard --logdir runs/NAME/tb``) |
 
+``--warm-start runs/MLP [--logs LOGS]`` first distils a trained supervised model into the agent
+(:func:`driftrec.agents.warm_start.warm_start`: on the log's requests, or without ``--logs`` on
+the teacher's own recommendations to training users), validates the distilled agent once before
+the first step (so it can be the best checkpoint) and records what it did in ``spec.yaml``
+(``warm_start``); the distillation's time counts in the wall time.
+
 Users (see :mod:`driftrec.agents.rl`): training users ``SEED + i``, validation users (the periodic
 evaluation) ``SEED + 3*10**9 + i``; ``driftrec evaluate --seed S`` judges on the evaluation users
 ``S + 10**9 + i``, whom training never meets.
@@ -85,6 +91,9 @@ class RLTrainConfig:
     progress_bar: bool = False  # SB3's tqdm/rich bar on stderr
     overwrite: bool = False  # replace a finished run in ``out``
     verbose: int = 0  # SB3 verbosity
+    warm_start: Path | str | None = None  # a supervised model (its run folder or model.pt) to distil first
+    warm_start_logs: Path | str | None = None  # the log it distils on (None: the teacher serves training users)
+    warm_start_steps: int = 500  # distillation gradient steps (driftrec.agents.warm_start)
 
 
 @dataclasses.dataclass
@@ -108,21 +117,34 @@ class TrainResult:
 def _final_eval_class(algo: str) -> type[EvalCallback]:
     """SB3's EvalCallback (sb3-contrib's maskable one for MaskablePPO) that also validates once
     when training ends, so the last point of the learning curve is the saved model (SB3 alone
-    evaluates every ``eval_freq`` calls only)."""
+    evaluates every ``eval_freq`` calls only), and with ``at_start`` once before the first step
+    (a warm-started agent: the distilled agent is a candidate for the best checkpoint)."""
     if algo == "maskable-ppo":
         from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback as base
     else:
         from stable_baselines3.common.callbacks import EvalCallback as base
 
     class FinalEval(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, at_start: bool = False, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.at_start = at_start
+
+        def _on_training_start(self) -> None:
+            super()._on_training_start()
+            if self.at_start and not self.evaluations_timesteps:
+                self._evaluate_now()
+
         def _on_training_end(self) -> None:
             if self.eval_freq > 0 and (not self.evaluations_timesteps
                                        or self.evaluations_timesteps[-1] < self.num_timesteps):
-                freq, self.eval_freq = self.eval_freq, 1  # _on_step evaluates when n_calls % eval_freq == 0
-                try:
-                    self._on_step()
-                finally:
-                    self.eval_freq = freq
+                self._evaluate_now()
+
+        def _evaluate_now(self) -> None:
+            freq, self.eval_freq = self.eval_freq, 1  # _on_step evaluates when n_calls % eval_freq == 0
+            try:
+                self._on_step()
+            finally:
+                self.eval_freq = freq
 
     return FinalEval
 
@@ -171,11 +193,20 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
         raise ConfigError(f"eval_users must be >= 1, got {config.eval_users}")
     eval_freq = config.eval_freq if config.eval_freq is not None else max(n_timesteps // DEFAULT_EVALUATIONS, 1)
     checkpoint_freq = config.checkpoint_freq if config.checkpoint_freq is not None else eval_freq
+    teacher = _warm_start_teacher(config)
     out = _prepare_out(Path(config.out), config.overwrite)
 
     model_sim = build_model(cfg)
     venv = VecMonitor(ShopSimVecEnv(n_users, config=cfg, seed=int(train_seeds(config.seed, 1)[0])))
     agent = build_agent(algo, venv, hp, config.seed, tensorboard_log=str(out / "tb"), verbose=config.verbose)
+    start = time.perf_counter()
+    warm: dict[str, Any] = {}
+    if teacher is not None:
+        from driftrec.agents.warm_start import warm_start
+
+        warm = warm_start(agent, teacher, model_sim, events=config.warm_start_logs, seed=config.seed,
+                          steps=config.warm_start_steps).to_dict()
+        warm["model"] = str(config.warm_start)
     steps_per_call = venv.num_envs  # SB3 callbacks count VecEnv steps; every one is n_users user-steps
     cbs: list[BaseCallback] = []
     if eval_freq:
@@ -184,19 +215,46 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
         cbs.append(_final_eval_class(algo)(eval_env, n_eval_episodes=config.eval_users,
                                            eval_freq=max(eval_freq // steps_per_call, 1), log_path=str(out),
                                            best_model_save_path=str(out), deterministic=True, warn=False,
-                                           verbose=config.verbose))
+                                           verbose=config.verbose, at_start=teacher is not None))
     if checkpoint_freq:
         cbs.append(CheckpointCallback(max(checkpoint_freq // steps_per_call, 1), str(out / "checkpoints"),
                                       name_prefix="model"))
     cbs.extend(callbacks)
 
-    start = time.perf_counter()
     agent.learn(total_timesteps=n_timesteps, callback=CallbackList(cbs), progress_bar=config.progress_bar,
                 tb_log_name=algo)
     wall = time.perf_counter() - start
     spec = _spec(config, preset.version, out, cfg, env_spec(cfg, model_sim), hp, agent, wall, eval_freq)
+    if warm:
+        spec["warm_start"] = plain(warm, finite=True)
     save_agent(agent, out, spec)
     return TrainResult(agent, spec, out)
+
+
+def _warm_start_teacher(config: RLTrainConfig) -> Any:
+    """The supervised model ``config.warm_start`` names (None without one); ConfigError, one line
+    naming the file, when it or the log is missing or unreadable."""
+    if config.warm_start is None:
+        if config.warm_start_logs is not None:
+            raise ConfigError("a warm-start log was given without a model to warm-start from (--warm-start)")
+        return None
+    if config.warm_start_steps < 1:
+        raise ConfigError(f"warm_start_steps must be >= 1, got {config.warm_start_steps}")
+    path = Path(config.warm_start)
+    file = path / "model.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"warm start: no supervised model at '{file}' (a `driftrec train mlp|gru|transformer` "
+                          "run folder or its model.pt)")
+    if config.warm_start_logs is not None and not Path(config.warm_start_logs).is_file():
+        raise ConfigError(f"warm start: log '{config.warm_start_logs}' does not exist")
+    from driftrec.agents.warm_start import load_teacher
+
+    try:
+        return load_teacher(file)
+    except ConfigError:
+        raise
+    except Exception as err:  # a truncated or foreign file
+        raise ConfigError(f"warm start: cannot read the supervised model '{file}': {err}") from None
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Path:
@@ -311,9 +369,15 @@ def add_parser(subparsers: Any) -> None:
     rl.add_argument("--eval-users", type=positive_int, default=256, help="validation users (default: 256)")
     rl.add_argument("--checkpoint-freq", type=non_negative_int, default=None,
                     help="timesteps between checkpoints, 0 for none (default: as --eval-freq)")
+    rl.add_argument("--warm-start", type=Path, default=None, metavar="MODEL",
+                    help="distil a supervised model (its run folder or model.pt) into the agent before RL; with "
+                         "--logs on the log it was trained on, else on its own recommendations to training users")
+    rl.add_argument("--warm-start-steps", type=positive_int, default=500,
+                    help="distillation gradient steps of --warm-start (default: 500)")
     rl.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     sup = p.add_argument_group("supervised models")
-    sup.add_argument("--logs", type=Path, default=None, metavar="FILE", help="event log (Parquet) to train on")
+    sup.add_argument("--logs", type=Path, default=None, metavar="FILE",
+                     help="event log (Parquet) to train on (RL agents: the log --warm-start distils on)")
     sup.add_argument("--finetune-days", type=float, default=None, metavar="D",
                      help="pretrain on the older logs, then fine-tune on the last D days")
     p.set_defaults(func=run_train_cli)
@@ -340,8 +404,11 @@ def run_train_cli(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.algo in SUPERVISED:
         return _train_supervised_cli(args, overrides)
-    if args.logs is not None or args.finetune_days is not None:
-        raise CLIError(f"--logs and --finetune-days are for supervised models (mlp, gru, transformer), not {args.algo}")
+    if args.finetune_days is not None:
+        raise CLIError(f"--finetune-days is for supervised models (mlp, gru, transformer), not {args.algo}")
+    if args.logs is not None and args.warm_start is None:
+        raise CLIError(f"--logs is the training data of supervised models, or with --warm-start the log {args.algo} "
+                       "is warm-started on; give --warm-start MODEL or drop --logs")
     from driftrec.agents.rl import hyperparam_keys
 
     sim_keys, hp_keys = {f.name for f in dataclasses.fields(SimConfig)}, hyperparam_keys(args.algo)
@@ -356,12 +423,19 @@ def run_train_cli(args: argparse.Namespace) -> int:
         hyperparams={k: v for k, v in overrides.items() if k not in sim_keys},
         hyperparams_file=args.hyperparams, timesteps=args.timesteps, users=args.users, seed=args.seed,
         eval_freq=args.eval_freq, eval_users=args.eval_users, checkpoint_freq=args.checkpoint_freq,
-        progress_bar=sys.stderr.isatty(), overwrite=args.overwrite)
+        progress_bar=sys.stderr.isatty(), overwrite=args.overwrite, warm_start=args.warm_start,
+        warm_start_logs=args.logs, warm_start_steps=args.warm_start_steps)
     result = run_train(config)
     spec = result.spec
     last = spec["last_validation"]
     where = (f", validation reward per user {last['reward_mean']:.3f} ({spec['users']['validation']} users)"
              if last else "")
+    if "warm_start" in spec:
+        warm = spec["warm_start"]
+        print(f"warm-started from the {warm['teacher']} in {args.warm_start} on {warm['observations']:,} "
+              f"{'logged' if warm['source'] == 'logs' else 'served'} requests ({warm['steps']} steps, "
+              f"{warm['seconds']:.1f} s; the agent's first choice is the teacher's on {warm['agreement']:.0%} of "
+              "held-out requests)")
     print(f"trained {args.algo} on {args.preset} for {spec['timesteps']} timesteps ({spec['users']['train']} users) "
           f"in {spec['wall_time_s']:.1f} s{where} -> {result.out}")
     return 0
@@ -372,7 +446,8 @@ def _train_supervised_cli(args: argparse.Namespace, overrides: dict[str, Any]) -
         raise CLIError(f"train {args.algo} needs --logs FILE (an event log from `driftrec simulate`)")
     rl_only = [flag for flag, value in (("--timesteps", args.timesteps), ("--hyperparams", args.hyperparams),
                                         ("--users", args.users), ("--eval-freq", args.eval_freq),
-                                        ("--checkpoint-freq", args.checkpoint_freq)) if value is not None]
+                                        ("--checkpoint-freq", args.checkpoint_freq),
+                                        ("--warm-start", args.warm_start)) if value is not None]
     if rl_only:
         raise CLIError(f"{', '.join(rl_only)} are for RL agents, not the supervised model {args.algo}")
     try:

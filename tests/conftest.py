@@ -7,6 +7,9 @@ tests 10-50x slower there, and SB3 / supervised training tests must not fight ov
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy is first imported by a test module
@@ -21,3 +24,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except ImportError:  # the simulator tests don't need torch
         return
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def logged_mlp() -> Callable[[Path, str, dict[str, Any], int, int], Path]:
+    """:func:`train_logged_mlp`, for the tests that warm-start from a supervised model."""
+    return train_logged_mlp
+
+
+def train_logged_mlp(folder: Path, preset: str, sim: dict[str, Any], users: int, epochs: int) -> Path:
+    """A supervised mlp trained in ``folder / "mlp"`` on a log (``folder / "logs.parquet"``) of
+    ``users`` users under the logging policy; returns the log's path (warm-start tests)."""
+    from driftrec.agents.policies import make_policy
+    from driftrec.agents.supervised import train_supervised
+    from driftrec.envs.events import EventRecorder
+    from driftrec.envs.model import build_model
+    from driftrec.envs.presets import preset_config
+    from driftrec.envs.rollout import rollout, train_seeds
+
+    model = build_model(preset_config(preset, sim))
+    recorder = EventRecorder(model)
+    rollout(model, make_policy("logging", model, users, 0), train_seeds(0, users), recorder=recorder)
+    log = folder / "logs.parquet"
+    recorder.write_parquet(log)
+    train_supervised("mlp", log, folder / "mlp", seed=0, preset=preset, epochs=epochs, **sim)
+    return log

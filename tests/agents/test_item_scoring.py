@@ -5,6 +5,7 @@ a warm-started agent starts as good as the supervised model it was distilled fro
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,8 @@ from driftrec.agents.policies import make_policy
 from driftrec.agents.rl import SB3Policy, build_agent, env_spec, load_agent, load_hyperparams, save_agent
 from driftrec.agents.warm_start import WarmStart, warm_start
 from driftrec.envs.config import ConfigError
-from driftrec.envs.events import EventRecorder
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
-from driftrec.envs.rollout import rollout, train_seeds
 from driftrec.envs.vector import ShopSimVecEnv
 
 # A small stationary shop where each of the four segments has its own best item (items 15, 19,
@@ -245,18 +244,10 @@ def test_history_observations(algo: str, extractor: str) -> None:
 
 # ------------------------------------------------------------------------------------- warm start
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def teacher(tmp_path_factory: pytest.TempPathFactory, logged_mlp: Callable[..., Path]) -> tuple[Path, Path]:
     """A supervised mlp trained on a logging-policy log of 400 users of the segments shop."""
-    from driftrec.agents.supervised import train_supervised
-
     folder = tmp_path_factory.mktemp("warm")
-    model = build_model(preset_config("stationary", SEGMENTS))
-    recorder = EventRecorder(model)
-    rollout(model, make_policy("logging", model, 400, 0), train_seeds(0, 400), recorder=recorder)
-    log = folder / "logs.parquet"
-    recorder.write_parquet(log)
-    train_supervised("mlp", log, folder / "mlp", seed=0, preset="stationary", epochs=5, **SEGMENTS)
-    return folder / "mlp", log
+    return folder / "mlp", logged_mlp(folder, "stationary", SEGMENTS, 400, 5)
 
 
 @pytest.mark.parametrize("source", ["logs", "rollout"])

@@ -131,10 +131,16 @@ def test_smoke_profile_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert by.loc[["oracle-greedy", "oracle-planner"], "regret"].min() == 0
     np.testing.assert_allclose(by["regret"], best - by["reward"])
     np.testing.assert_allclose(by["share"], by["reward"] / best)
-    for algo in ("ppo", "dqn"):  # the deployed agent is the best validation's
+    for algo in ("ppo", "dqn", "ppo-warm", "dqn-warm"):  # the deployed agent is the best validation's
         train = json.loads((out / "cells" / "default" / "seed0" / algo / "result.json").read_text())["train"]
         curve = np.load(out / "cells" / "default" / "seed0" / algo / "model" / "evaluations.npz")
         assert train["deployed_steps"] == curve["timesteps"][np.argmax(curve["results"].mean(axis=1))]
+        warm = algo.endswith("-warm")  # distilled from the world's mlp, validated before RL, the logs counted
+        assert ("warm_start" in train) == warm and (curve["timesteps"][0] == 0) == warm
+        if warm:
+            assert train["warm_start"]["teacher"] == "mlp" and train["warm_start"]["source"] == "logs"
+            assert by.loc[algo, "env_steps"] == by.loc[algo.removesuffix("-warm"), "env_steps"] \
+                + by.loc["mlp", "env_steps"]
     summary = (out / "summary.md").read_text()
     assert "## Where the gap comes from" in summary and "rest on 1 seed" in summary
     assert (by.loc[["ppo", "dqn"], "env_steps"] >= cfg.rl_timesteps).all()
@@ -151,7 +157,9 @@ def test_smoke_profile_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     np.testing.assert_allclose(daily.groupby("policy")["reward"].sum().sort_index(), by["reward"].sort_index(),
                                rtol=1e-9)  # the days add up to the life
     curves = pd.read_csv(out / "curves.csv")
-    assert set(curves["policy"]) == {"ppo", "dqn"} and curves["timesteps"].max() >= cfg.rl_timesteps
+    assert set(curves["policy"]) == {"ppo", "dqn", "ppo-warm", "dqn-warm"}
+    assert curves["timesteps"].max() >= cfg.rl_timesteps
+    assert "start from random weights (cold)" in (out / "summary.md").read_text()
     summary = (out / "summary.md").read_text()
     assert all(policy in summary for policy in cfg.policies) and summary in stdout
     assert (out / "cells/default/seed0/ppo/model/tb").is_dir()

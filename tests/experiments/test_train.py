@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,11 @@ def test_train_on_a_preset_file_uses_its_knobs_and_its_base_presets_hyperparamet
     (["train", "ppo", "--set", "gama=0.9"], ["--set gama", "did you mean 'gamma'"]),
     (["train", "ppo", "--set", "gamma=high"], ["'gamma'", "must be a number"]),
     (["train", "dqn", "--preset", "recsim-ie"], ["dqn needs a single-item action", "use ppo"]),
-    (["train", "ppo", "--logs", "x.parquet"], ["--logs and --finetune-days are for supervised models"]),
+    (["train", "ppo", "--logs", "x.parquet"], ["--logs is the training data of supervised models",
+                                                "give --warm-start MODEL"]),
+    (["train", "ppo", "--finetune-days", "3"], ["--finetune-days is for supervised models"]),
+    (["train", "ppo", "--warm-start", "no/such/mlp"], ["warm start: no supervised model at 'no/such/mlp"]),
+    (["train", "mlp", "--logs", "x.parquet", "--warm-start", "m"], ["--warm-start are for RL agents"]),
     (["train", "mlp"], ["train mlp needs --logs FILE"]),
     (["train", "gru", "--logs", "x.parquet", "--timesteps", "5"], ["--timesteps are for RL agents"]),
     (["evaluate", "no/such/run"], ["run folder 'no/such/run' does not exist"]),
@@ -195,3 +200,28 @@ def test_missing_supervised_module_is_one_line(monkeypatch: pytest.MonkeyPatch, 
     code, _, err = run_cli(capsys, "train", "transformer", "--logs", str(tmp_path / "l.parquet"),
                            "--out", str(tmp_path / "t"))
     assert_one_line_error(code, err, "supervised models are not available")
+
+
+# ------------------------------------------------------------------------------------- warm start
+def test_train_warm_starts_from_a_supervised_model(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   logged_mlp: Callable[..., Path]) -> None:
+    """``--warm-start MLP --logs LOG``: the distillation runs before RL, is recorded in spec.yaml,
+    and the distilled agent is validated at step 0 (a candidate for the best checkpoint)."""
+    log = logged_mlp(tmp_path, "stationary", {"n_items": 20, "n_categories": 4, "horizon_days": 0.25}, 200, 1)
+    out = tmp_path / "warm"
+    code, stdout, err = run_cli(capsys, "train", "ppo", *TINY, *FAST, "--timesteps", "1024", "--eval-freq", "512",
+                                "--warm-start", str(tmp_path / "mlp"), "--logs", str(log), "--warm-start-steps", "30",
+                                "--out", str(out))
+    assert code == 0, err
+    assert "warm-started from the mlp" in stdout
+    spec = yaml.safe_load((out / "spec.yaml").read_text())
+    warm = spec["warm_start"]
+    assert warm["source"] == "logs" and warm["steps"] == 30 and warm["observations"] > 0 and warm["env_steps"] == 0
+    assert 0.0 <= warm["agreement"] <= 1.0
+    with np.load(out / "evaluations.npz") as data:
+        assert data["timesteps"][0] == 0 and data["timesteps"][-1] >= 1024
+    cold = tmp_path / "cold"
+    assert main(["train", "ppo", *TINY, *FAST, "--timesteps", "1024", "--eval-freq", "512", "--out", str(cold)]) == 0
+    assert "warm_start" not in yaml.safe_load((cold / "spec.yaml").read_text())
+    with np.load(cold / "evaluations.npz") as data:
+        assert data["timesteps"][0] > 0  # a cold agent is not validated before it has learned anything
