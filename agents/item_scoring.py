@@ -407,7 +407,26 @@ class _CriticExtractor(MlpExtractor):
 class _ItemScoringActorCritic:
     """Shared part of the PPO / A2C and MaskablePPO policies: the actor's MLP is the scorer's user
     MLP (SB3's ``mlp_extractor`` gets ``pi=[]``, so the actor latent is the features themselves),
-    and ``action_net`` is the :class:`ItemScorer`."""
+    and ``action_net`` is the :class:`ItemScorer`. Its constructor serves both subclasses: ``super()``
+    reaches SB3's ActorCriticPolicy or sb3-contrib's MaskableActorCriticPolicy by the MRO."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
+                 net_arch: list[int] | dict[str, list[int]] | None = None,
+                 activation_fn: type[nn.Module] = nn.ReLU, ortho_init: bool = True, use_sde: bool = False,
+                 features_extractor_class: type[BaseFeaturesExtractor] | None = None,
+                 features_extractor_kwargs: dict[str, Any] | None = None, share_features_extractor: bool = True,
+                 normalize_images: bool = True, optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+                 optimizer_kwargs: dict[str, Any] | None = None, catalog: Mapping[str, Any] | None = None,
+                 embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True):
+        if use_sde:
+            raise ValueError("use_sde is for continuous actions; item-scoring policies choose items")
+        built = self._item_scoring_init(observation_space, action_space, catalog, net_arch, features_extractor_class,
+                                        features_extractor_kwargs,
+                                        _scorer_options(embedding_dim, item_ids, cross_features))
+        super().__init__(observation_space, action_space, lr_schedule, activation_fn=activation_fn,
+                         ortho_init=ortho_init, share_features_extractor=share_features_extractor,
+                         normalize_images=normalize_images, optimizer_class=optimizer_class,
+                         optimizer_kwargs=optimizer_kwargs, **built)
 
     def _item_scoring_init(self, observation_space: spaces.Space, action_space: spaces.Space,
                            catalog: Mapping[str, Any] | None, net_arch: Any,
@@ -455,46 +474,10 @@ class ItemScoringActorCriticPolicy(_ItemScoringActorCritic, ActorCriticPolicy):
     ``cross_features``: see :class:`ItemScorer`. Other arguments as SB3's ActorCriticPolicy.
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
-                 net_arch: list[int] | dict[str, list[int]] | None = None,
-                 activation_fn: type[nn.Module] = nn.ReLU, ortho_init: bool = True, use_sde: bool = False,
-                 features_extractor_class: type[BaseFeaturesExtractor] | None = None,
-                 features_extractor_kwargs: dict[str, Any] | None = None, share_features_extractor: bool = True,
-                 normalize_images: bool = True, optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
-                 optimizer_kwargs: dict[str, Any] | None = None, catalog: Mapping[str, Any] | None = None,
-                 embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True):
-        if use_sde:
-            raise ValueError("use_sde is for continuous actions; item-scoring policies choose items")
-        built = self._item_scoring_init(observation_space, action_space, catalog, net_arch, features_extractor_class,
-                                        features_extractor_kwargs,
-                                        _scorer_options(embedding_dim, item_ids, cross_features))
-        super().__init__(observation_space, action_space, lr_schedule, activation_fn=activation_fn,
-                         ortho_init=ortho_init, share_features_extractor=share_features_extractor,
-                         normalize_images=normalize_images, optimizer_class=optimizer_class,
-                         optimizer_kwargs=optimizer_kwargs, **built)
-
 
 class ItemScoringMaskablePolicy(_ItemScoringActorCritic, MaskableActorCriticPolicy):
     """MaskablePPO policy whose actor logits are item scores (arguments as
     :class:`ItemScoringActorCriticPolicy`)."""
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
-                 net_arch: list[int] | dict[str, list[int]] | None = None,
-                 activation_fn: type[nn.Module] = nn.ReLU, ortho_init: bool = True, use_sde: bool = False,
-                 features_extractor_class: type[BaseFeaturesExtractor] | None = None,
-                 features_extractor_kwargs: dict[str, Any] | None = None, share_features_extractor: bool = True,
-                 normalize_images: bool = True, optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
-                 optimizer_kwargs: dict[str, Any] | None = None, catalog: Mapping[str, Any] | None = None,
-                 embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True):
-        if use_sde:
-            raise ValueError("use_sde is for continuous actions; item-scoring policies choose items")
-        built = self._item_scoring_init(observation_space, action_space, catalog, net_arch, features_extractor_class,
-                                        features_extractor_kwargs,
-                                        _scorer_options(embedding_dim, item_ids, cross_features))
-        super().__init__(observation_space, action_space, lr_schedule, activation_fn=activation_fn,
-                         ortho_init=ortho_init, share_features_extractor=share_features_extractor,
-                         normalize_images=normalize_images, optimizer_class=optimizer_class,
-                         optimizer_kwargs=optimizer_kwargs, **built)
 
 
 # ------------------------------------------------------------------------------------- value-based
