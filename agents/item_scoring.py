@@ -503,7 +503,24 @@ class ItemScoringQNetwork(QNetwork):
         return data
 
 
-class ItemScoringDQNPolicy(DQNPolicy):
+
+class _ItemScoringValueBased:
+    """Shared part of the DQN and QR-DQN policies: the catalog and scorer options they keep for
+    their networks, and the :class:`ItemScoringExtractor` around the requested extractor."""
+
+    def _value_based_init(self, observation_space: spaces.Space, action_space: spaces.Space,
+                          catalog: Mapping[str, Any] | None, features_extractor_class: Any,
+                          features_extractor_kwargs: dict[str, Any] | None, embedding_dim: int, item_ids: bool,
+                          cross_features: bool) -> tuple[type[BaseFeaturesExtractor], dict[str, Any]]:
+        if catalog is None:
+            raise ValueError("item-scoring policies need policy_kwargs['catalog'] (see catalog_kwargs)")
+        _check_catalog(catalog, action_space)
+        self.catalog = dict(catalog)
+        self.scorer_options = _scorer_options(embedding_dim, item_ids, cross_features)
+        return _wrap_extractor(observation_space, features_extractor_class, features_extractor_kwargs)
+
+
+class ItemScoringDQNPolicy(_ItemScoringValueBased, DQNPolicy):
     """DQN policy whose Q-values are item scores plus a state value (:class:`ItemScoringQNetwork`).
 
     ``net_arch``: the user MLP. ``catalog``, ``embedding_dim``, ``item_ids``, ``cross_features``:
@@ -517,12 +534,8 @@ class ItemScoringDQNPolicy(DQNPolicy):
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, catalog: Mapping[str, Any] | None = None,
                  embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True):
-        if catalog is None:
-            raise ValueError("item-scoring policies need policy_kwargs['catalog'] (see catalog_kwargs)")
-        _check_catalog(catalog, action_space)
-        self.catalog = dict(catalog)
-        self.scorer_options = _scorer_options(embedding_dim, item_ids, cross_features)
-        cls, kwargs = _wrap_extractor(observation_space, features_extractor_class, features_extractor_kwargs)
+        cls, kwargs = self._value_based_init(observation_space, action_space, catalog, features_extractor_class,
+                                             features_extractor_kwargs, embedding_dim, item_ids, cross_features)
         super().__init__(observation_space, action_space, lr_schedule, net_arch=net_arch, activation_fn=activation_fn,
                          features_extractor_class=cls, features_extractor_kwargs=kwargs,
                          normalize_images=normalize_images, optimizer_class=optimizer_class,
@@ -561,7 +574,7 @@ class ItemScoringQuantileNetwork(QuantileNetwork):
         return data
 
 
-class ItemScoringQRDQNPolicy(QRDQNPolicy):
+class ItemScoringQRDQNPolicy(_ItemScoringValueBased, QRDQNPolicy):
     """QR-DQN policy whose quantiles are item scores (arguments as :class:`ItemScoringDQNPolicy`,
     plus ``n_quantiles``)."""
 
@@ -572,12 +585,8 @@ class ItemScoringQRDQNPolicy(QRDQNPolicy):
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, catalog: Mapping[str, Any] | None = None,
                  embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True):
-        if catalog is None:
-            raise ValueError("item-scoring policies need policy_kwargs['catalog'] (see catalog_kwargs)")
-        _check_catalog(catalog, action_space)
-        self.catalog = dict(catalog)
-        self.scorer_options = _scorer_options(embedding_dim, item_ids, cross_features)
-        cls, kwargs = _wrap_extractor(observation_space, features_extractor_class, features_extractor_kwargs)
+        cls, kwargs = self._value_based_init(observation_space, action_space, catalog, features_extractor_class,
+                                             features_extractor_kwargs, embedding_dim, item_ids, cross_features)
         super().__init__(observation_space, action_space, lr_schedule, n_quantiles=n_quantiles, net_arch=net_arch,
                          activation_fn=activation_fn, features_extractor_class=cls, features_extractor_kwargs=kwargs,
                          normalize_images=normalize_images, optimizer_class=optimizer_class,

@@ -76,7 +76,7 @@ from typing import Any
 
 import numpy as np
 
-from driftrec.agents.policies import Obs, Policy, _shape_actions, top_k_distinct, top_k_items
+from driftrec.agents.policies import _CACHE_ELEMENTS, Obs, RowCachePolicy, _shape_actions, top_k_distinct, top_k_items
 from driftrec.envs import kernels
 from driftrec.envs.config import ConfigError
 from driftrec.envs.rollout import rollout, validation_seeds
@@ -91,7 +91,6 @@ Measured on 300 validation users, the best weights were 0.5 to 2 on ShopSim pres
 DEFAULT_VALIDATION_USERS = 300
 """Validation users per grid point: with common random numbers, 300 users tell a planner from greedy
 by over 5 standard errors on every preset with long-term effects (measured); a tuning takes ~1-5 s."""
-_CACHE_ELEMENTS = 1 << 22  # users x items of cached static scores (as oracle-greedy)
 _CHUNK_ELEMENTS = 1 << 20  # users x items scored at once without the cache
 _MAX_RHO = 0.95  # patience refunded per request, capped (patience_refund_max < 1 already bounds it)
 
@@ -196,7 +195,7 @@ class RecSimFuture:
         return per_minute[:, None] * budget
 
 
-class OraclePlannerPolicy(Policy):
+class OraclePlannerPolicy(RowCachePolicy):
     """Reads the hidden state and shows the items of highest planned score
     P_i (v_i + future_weight dV_i) (module doc); ``future_weight`` = 0 is oracle-greedy.
 
@@ -221,15 +220,6 @@ class OraclePlannerPolicy(Policy):
         self._catalog = np.arange(cfg.n_items, dtype=np.int64)[None, :]
         self._cache: dict[str, np.ndarray] | None = None
         self.tuning: dict[str, Any] = {}
-
-    def reset(self, n_users: int) -> None:
-        """A new batch: forget the cache."""
-        self._cache = None
-
-    def keep_rows(self, rows: np.ndarray) -> None:
-        """The batch shrank: keep the cache rows of the users that stay."""
-        if self._cache is not None:
-            self._cache = {name: value[rows] for name, value in self._cache.items()}
 
     def act(self, obs: Obs, mask: np.ndarray | None = None, *,
             state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -305,7 +305,23 @@ _CHUNK_ELEMENTS = 1 << 20  # users x items scored at once without the cache: bou
 _CACHE_ELEMENTS = 1 << 22  # users x items the catalog-mode cache may hold (two float64 arrays, 32 MiB each)
 
 
-class OracleGreedyPolicy(Policy):
+class RowCachePolicy(Policy):
+    """A policy that caches arrays per row of the current batch (``self._cache``: name -> array
+    with one row per user), forgotten on a new batch and kept row by row when the batch shrinks."""
+
+    _cache: dict[str, np.ndarray] | None = None
+
+    def reset(self, n_users: int) -> None:
+        """A new batch: forget the cache."""
+        self._cache = None
+
+    def keep_rows(self, rows: np.ndarray) -> None:
+        """The batch shrank: keep the cache rows of the users that stay."""
+        if self._cache is not None:
+            self._cache = {name: value[rows] for name, value in self._cache.items()}
+
+
+class OracleGreedyPolicy(RowCachePolicy):
     """Reads the hidden state and shows the items of highest expected immediate reward.
 
     The expected reward of showing item i alone is the model's own formula,
@@ -343,15 +359,6 @@ class OracleGreedyPolicy(Policy):
         self._moving = self._cacheable and (cfg.drift_fatigue > 0 or cfg.drift_seasonal > 0
                                             or cfg.satiation_click > 0 or cfg.satiation_purchase > 0)
         self._cache: dict[str, np.ndarray] | None = None
-
-    def reset(self, n_users: int) -> None:
-        """A new batch: forget the cache."""
-        self._cache = None
-
-    def keep_rows(self, rows: np.ndarray) -> None:
-        """The batch shrank: keep the cache rows of the users that stay."""
-        if self._cache is not None:
-            self._cache = {name: value[rows] for name, value in self._cache.items()}
 
     def act(self, obs: Obs, mask: np.ndarray | None = None, *,
             state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
