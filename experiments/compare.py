@@ -75,7 +75,7 @@ PROFILES = ("smoke", "quick", "standard", "full")
 DEFAULT_PROFILE = "quick"
 LISTS = ("presets", "policies")
 MAPPINGS = ("sim", "supervised", "hyperparams")
-RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users")
+RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users", "jobs")
 """Fields a finished run folder may be resumed with different values of (they add or drop cells)."""
 
 
@@ -122,6 +122,8 @@ class CompareConfig:
     retrain_every_days: float = knob(3.0, "<kind>-retrain: refit while deployed every this many days", 0.01, 3650.0)
     retrain_window_days: float = knob(7.0, "<kind>-retrain: refit on the newest this many days", 0.01, 3650.0)
     trace_users: int = knob(4, "evaluation users whose interest trajectories are drawn (0: none)", 0, 64)
+    jobs: int = knob(1, "worlds (preset, seed) run at once, each in its own process; a world's numbers do not "
+                        "depend on it", 1, 256)
     torch_threads: int = knob(1, "torch threads (0: torch's default); one is ~15% slower on an idle 2-core machine "
                                  "and many times faster when other processes share the cores; the count changes "
                                  "floating-point sums, so it is part of what makes a run reproducible", 0, 1024)
@@ -278,13 +280,13 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 class Reporter:
     """One line per step on stderr, with the run's elapsed time (quiet when ``quiet``)."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, start: float | None = None):
         self.quiet = quiet
-        self.start = time.perf_counter()
+        self.start = time.time() if start is None else start  # wall clock: worker processes share the run's
 
     def __call__(self, message: str) -> None:
         if not self.quiet:
-            elapsed = time.perf_counter() - self.start
+            elapsed = time.time() - self.start
             print(f"[{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
@@ -546,10 +548,11 @@ def prepare_run(out: Path, cfg: CompareConfig, profile: str, overwrite: bool = F
             old = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError:
             raise ConfigError(f"'{path}' is not valid YAML: pass --overwrite or choose another --out") from None
-        new = cfg.to_dict()
+        new, defaults, before = cfg.to_dict(), CompareConfig().to_dict(), old.get("config", {})
         for key, value in new.items():
-            if key not in RESUMABLE and old.get("config", {}).get(key) != value:
-                raise ConfigError(f"'{out}' holds a run with other settings ({key}: {old.get('config', {}).get(key)!r}"
+            was = before.get(key, defaults[key])  # a field newer than the run folder: its default then
+            if key not in RESUMABLE and was != value:
+                raise ConfigError(f"'{out}' holds a run with other settings ({key}: {was!r}"
                                   f", now {value!r}); resume with the same settings, choose another --out or pass "
                                   "--overwrite")
         for preset, content in preset_files(cfg).items():
@@ -590,20 +593,47 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, profile: str = DEFAULT_P
         torch.set_num_threads(cfg.torch_threads)
     report = Reporter(quiet)
     start = time.perf_counter()
-    worlds = []
-    for preset in cfg.presets:
-        for seed in cfg.seed_list:
-            world = World(out, cfg, preset, seed, report)
-            worlds.append(world)
-            todo = [p for p in cfg.policies if not world.done(p)]
-            if len(todo) < len(cfg.policies):
-                report(f"{world.name}: {len(cfg.policies) - len(todo)} of {len(cfg.policies)} policies already done")
-            for policy in todo:
-                world.run(policy)
+    keys = [(preset, seed) for preset in cfg.presets for seed in cfg.seed_list]
+    if cfg.jobs > 1 and len(keys) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a forked child would inherit torch's and numba's threads mid-state
+        with ProcessPoolExecutor(min(cfg.jobs, len(keys)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_world, out, cfg, preset, seed, quiet, report.start) for preset, seed in keys]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:  # the first failure ends the run (finished cells stay): start no other world
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        worlds = [World(out, cfg, preset, seed, report) for preset, seed in keys]
+    else:
+        worlds = [_run_world(out, cfg, preset, seed, report) for preset, seed in keys]
     result = build_artifacts(out, cfg, worlds, report)
     result.wall_s = time.perf_counter() - start
     report(f"done: {out / 'summary.md'}")
     return result
+
+
+def _run_world(out: Path, cfg: CompareConfig, preset: str, seed: int, report: Reporter | bool,
+               start: float | None = None) -> World:
+    """Run the unfinished cells of world (``preset``, ``seed``). In a worker process (``cfg.jobs`` > 1)
+    ``report`` is the run's ``quiet`` flag and ``start`` its start time: the worker makes its own
+    reporter and sets its torch threads."""
+    if not isinstance(report, Reporter):
+        report = Reporter(report, start)
+        if cfg.torch_threads:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
+    world = World(out, cfg, preset, seed, report)
+    todo = [p for p in cfg.policies if not world.done(p)]
+    if len(todo) < len(cfg.policies):
+        report(f"{world.name}: {len(cfg.policies) - len(todo)} of {len(cfg.policies)} policies already done")
+    for policy in todo:
+        world.run(policy)
+    return world
 
 
 def collect(cfg: CompareConfig, worlds: Sequence[World]) -> tuple[pd.DataFrame, ...]:
@@ -736,6 +766,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--presets", default=None, help="comma-separated presets (default: the profile's)")
     p.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (default: the profile's)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<profile>)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="worlds (preset, seed) run at once, each in its own process (default: the profile's; the "
+                        "numbers do not depend on it)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable; YAML values; dotted keys for sim., supervised., "
                         "hyperparams., e.g. --set sim.horizon_days=14 --set rl_timesteps=50000)")
@@ -754,6 +787,8 @@ def run_compare_cli(args: Any) -> int:
         overrides["presets"] = args.presets
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
+    if args.jobs is not None:
+        overrides["jobs"] = args.jobs
     cfg = load_config(args.config, args.profile, overrides)
     if args.show_config:
         print(yaml.safe_dump({"profile": args.profile, "config": cfg.to_dict()}, sort_keys=False), end="")

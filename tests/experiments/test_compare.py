@@ -224,3 +224,32 @@ def test_same_seed_same_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert code == 0
         tables.append(pd.read_csv(tmp_path / name / "results.csv").drop(columns=["eval_wall_s", "train_wall_s"]))
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+@pytest.mark.slow
+def test_worlds_in_parallel_processes_give_the_serial_numbers(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``--jobs 2`` runs the worlds in two worker processes: every number but the wall times is the
+    serial run's (torch-trained cells included); the folder resumes with another ``jobs``, and
+    from before a config field existed (the field then reads as its default)."""
+    grid = ["--seeds", "2", "--presets", "stationary,default", "--set", "policies=random,popularity,mlp,ppo",
+            "--set", "rl_timesteps=512", "--set", "rl_users=16", "--set", "rl_eval_users=8", *FAST]
+    tables = []
+    for name, jobs in (("serial", "1"), ("parallel", "2")):
+        code, _, err = run(capsys, "--out", str(tmp_path / name), "--jobs", jobs, *grid)
+        assert code == 0, err
+        tables.append(pd.read_csv(tmp_path / name / "results.csv").drop(columns=["eval_wall_s", "train_wall_s"]))
+    assert len(tables[0]) == 16
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    config = yaml.safe_load((tmp_path / "parallel" / "config.yaml").read_text())["config"]
+    assert config["jobs"] == 2
+    code, _, err = run(capsys, "--out", str(tmp_path / "parallel"), "--jobs", "1", *grid)  # jobs may change on resume
+    assert code == 0, err
+    path = tmp_path / "serial" / "config.yaml"
+    old = yaml.safe_load(path.read_text())
+    del old["config"]["warm_start_steps"]  # a folder written before the field existed
+    path.write_text(yaml.safe_dump(old))
+    code, _, err = run(capsys, "--out", str(tmp_path / "serial"), *grid)
+    assert code == 0, err
+    code, _, err = run(capsys, "--out", str(tmp_path / "serial"), "--set", "warm_start_steps=7", *grid)
+    assert code == 2 and "warm_start_steps: 500, now 7" in err
