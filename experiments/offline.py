@@ -109,6 +109,10 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     say(f"{st['events']} events, {st['users']} users, {st['items']} items; targets: {data.target_rule} "
         f"({st['targets']}); {st['test_users']} users held out, {st['training_only_users']} training-only "
         f"(fewer than {st['min_targets']} targets)")
+    if data.pseudo and "event_windows" not in config.overrides and any(m in ("gru", "transformer") for m in models):
+        # each pseudo-request's window is the previous one's plus one event: every window would make
+        # each event a next-event target history_len - 1 times an epoch
+        train_cfg = dataclasses.replace(train_cfg, event_windows=0.0)
     if config.torch_threads and len(models) > 1:
         import torch
 
@@ -150,6 +154,9 @@ def _notes(data: Any, config: OfflineConfig, kinds: list[str]) -> list[str]:
     if data.pseudo:
         notes.append(f"the log has no impressions: models trained on each target with {config.negatives} uniformly "
                      "sampled negatives; click AUC is n/a")
+        if "event_windows" not in config.overrides and {"gru", "transformer"} & set(kinds):
+            notes.append("sequence models: a share of the history windows trains the next-event loss, so that each "
+                         "event is a target about once an epoch (event_windows=0; --set event_windows=1 for all)")
     elif not data.has_purchase_labels:
         notes.append("the log has no purchases: purchase AUC is n/a")
     if kinds and data.policy_ready:

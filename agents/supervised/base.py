@@ -16,8 +16,15 @@ layer is a sum of per-input linear maps, which is the same function as one linea
 concatenation, but lets the policy score users x items as (users, 1) + (1, items) broadcasts
 instead of materialising every pair's input. With ``layers = 0`` the head is a logistic model.
 
-Sequence models add a next-item head (softmax over the catalog, tied to their item embeddings)
-trained with cross-entropy on the clicked impressions.
+Sequence models add a next-item head (tied to their item embeddings) trained with softmax
+cross-entropy over the whole catalog (or a log-Q corrected sampled softmax, ``softmax_samples``):
+the clicked item of each clicked impression from the user representation, and every item event of
+the history window from the encoder's causal output at the event before it (every prefix of the
+window in one pass, as SASRec trains; ``event_windows`` sets the share of windows that do).
+
+Training (:func:`fit`) shuffles whole requests: the examples of one request (a slate's
+impressions, a pseudo-request's target and its sampled negatives) are consecutive rows with the
+same encoder input, land in the same mini-batch and are encoded once (:func:`request_groups`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,10 +46,11 @@ from driftrec.agents.supervised.data import Examples, FeatureSpec
 from driftrec.agents.supervised.losses import balanced_pos_weight, logit_offset, next_item_loss, weighted_bce
 from driftrec.agents.supervised.metrics import binary_metrics, popularity_scores, ranking_metrics
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.state import BEHAVIOURS, CLICK, PAD, VIEW
+from driftrec.envs.state import BEHAVIOURS, CART, CLICK, PAD, PURCHASE, VIEW
 
 CHECKPOINT_FORMAT = 1
-_PAIR_BUDGET = 1 << 22  # users x items x hidden floats scored at once (16 MiB of float32)
+_PAIR_BUDGET = 1 << 19  # users x items x hidden floats scored at once (2 MiB of float32: stays in cache)
+_LOGIT_BUDGET = 1 << 24  # next-event logits of a validation chunk (64 MiB of float32)
 
 MODELS: dict[str, type[SupervisedModel]] = {}
 """kind -> model class; filled by :func:`register` as the model modules are imported."""
@@ -65,6 +73,7 @@ class Batch:
     position: torch.Tensor  # (B,) int64
     click: torch.Tensor  # (B,) float32
     purchase: torch.Tensor  # (B,) float32
+    user_id: torch.Tensor  # (B,) int64
 
     @classmethod
     def from_examples(cls, ex: Examples) -> Batch:
@@ -74,7 +83,8 @@ class Batch:
                    item=torch.from_numpy(np.ascontiguousarray(ex.item, dtype=np.int64)),
                    position=torch.from_numpy(np.ascontiguousarray(ex.position, dtype=np.int64)),
                    click=torch.from_numpy(np.ascontiguousarray(ex.click, dtype=np.float32)),
-                   purchase=torch.from_numpy(np.ascontiguousarray(ex.purchase, dtype=np.float32)))
+                   purchase=torch.from_numpy(np.ascontiguousarray(ex.purchase, dtype=np.float32)),
+                   user_id=torch.from_numpy(np.ascontiguousarray(ex.user_id, dtype=np.int64)))
 
     def __len__(self) -> int:
         return len(self.item)
@@ -119,6 +129,27 @@ class ScoreHead(nn.Module):
         z += item
         return self.trunk(z)
 
+    def by_category(self, user: torch.Tensor, cross_by_cat: torch.Tensor, item: torch.Tensor,
+                    item_cat: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """(B, J, 2) logits, the same function as :meth:`forward` when every item's cross features
+        are its category's: ``cross_by_cat`` (B, C, X) the cross features of each category, ``item``
+        (B or 1, J, width) the item part of the first layer (:meth:`item_part`), ``item_cat`` (B or
+        1, J). The user and cross parts are summed per category, so the users x items work is one
+        gather, one addition and the trunk."""
+        per_cat = self.cross(cross_by_cat)
+        per_cat += (self.user(user) + self.position(position))[:, None]
+        if item_cat.shape[0] == 1:  # the same items for every user (the catalog)
+            z = per_cat.index_select(1, item_cat[0])
+        else:
+            z = per_cat[torch.arange(per_cat.shape[0])[:, None], item_cat]
+        z += item
+        return self.trunk(z)
+
+    def item_part(self, item_feat: torch.Tensor, ids: torch.Tensor | None) -> torch.Tensor:
+        """The item part of the first layer: (B or 1, J, width)."""
+        item = self.item(item_feat)
+        return item + self.ids(ids) if self.ids is not None and ids is not None else item
+
 
 class ItemTokens(nn.Module):
     """Embeddings of history events for the sequence models: item id + behaviour + the item's category.
@@ -144,15 +175,46 @@ class ItemTokens(nn.Module):
 
 class NextItemHead(nn.Module):
     """Next-item logits over the catalog: a projection of the user representation (or of a
-    sequence position's output) dotted with the (tied) item embeddings, plus a per-item bias."""
+    sequence position's output) dotted with the (tied) item embeddings, plus a per-item bias.
 
-    def __init__(self, repr_dim: int, tokens: ItemTokens):
+    Trained with softmax cross-entropy over the whole catalog (``softmax_samples = 0``), or, for
+    catalogs too big for that, a sampled softmax: ``softmax_samples`` items per batch shared by
+    every row, drawn with replacement in proportion to their training frequency ``q`` (set by
+    :meth:`set_sampling`), every logit corrected by ``- log q`` (Bengio and Senecal 2008; the
+    log-Q correction of Yi et al. 2019), a sample equal to the row's target masked out.
+    """
+
+    def __init__(self, repr_dim: int, tokens: ItemTokens, samples: int = 0):
         super().__init__()
         self.tokens = tokens
         dim = tokens.item.embedding_dim
         self.proj = nn.Linear(repr_dim, dim)
         self.proj_positions = nn.Linear(dim, dim)
         self.bias = nn.Parameter(torch.zeros(tokens.n_items))
+        self.samples = int(samples)
+        self.register_buffer("log_q", torch.full((tokens.n_items,), -math.log(tokens.n_items)), persistent=False)
+        self.generator: torch.Generator | None = None
+
+    def set_sampling(self, item_counts: np.ndarray, seed: int) -> None:
+        """The sampled softmax's proposal: item frequencies ``item_counts`` (+1 each, so every item
+        can be drawn) and the seed of its draws."""
+        q = np.asarray(item_counts, dtype=np.float64) + 1.0
+        self.log_q.copy_(torch.as_tensor(np.log(q / q.sum()), dtype=torch.float32))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def loss(self, query: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean next-item cross-entropy of projected queries (n, E) and their target items (n,):
+        full softmax, or the sampled one while training with ``samples > 0``."""
+        weight = self.tokens.item.weight[:-1]
+        if not self.samples or not self.training:
+            return next_item_loss(query @ weight.T + self.bias, target)
+        if target.numel() == 0:
+            return query.sum() * 0.0
+        drawn = torch.multinomial(self.log_q.exp(), self.samples, replacement=True, generator=self.generator)
+        items = torch.cat([target[:, None], drawn[None, :].expand(len(target), -1)], dim=1)  # (n, 1 + S)
+        logits = (query[:, None, :] * weight[items]).sum(-1) + self.bias[items] - self.log_q[items]
+        logits[:, 1:] = logits[:, 1:].masked_fill(drawn[None, :] == target[:, None], -torch.inf)
+        return next_item_loss(logits, torch.zeros_like(target))
 
     def forward(self, user_repr: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of the next clicked item from the user representation."""
@@ -161,6 +223,32 @@ class NextItemHead(nn.Module):
     def positions(self, seq_out: torch.Tensor) -> torch.Tensor:
         """(..., I) logits of the next history event from sequence outputs (..., E)."""
         return self.proj_positions(seq_out) @ self.tokens.item.weight[:-1].T + self.bias
+
+
+def request_groups(user: torch.Tensor, hist_item: torch.Tensor,
+                   hist_beh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first row of each run of consecutive rows with identical encoder inputs (R,), each row's
+    run index (B,)): the requests of a batch whose examples are in log order (a slate's
+    impressions, a target followed by its sampled negatives)."""
+    n = len(user)
+    new = torch.ones(n, dtype=torch.bool)
+    if n > 1:
+        same = (user[1:] == user[:-1]).all(1)
+        if hist_item.shape[1]:
+            same &= (hist_item[1:] == hist_item[:-1]).all(1) & (hist_beh[1:] == hist_beh[:-1]).all(1)
+        new[1:] = ~same
+    return new.nonzero().squeeze(1), new.cumsum(0) - 1
+
+
+def next_event_targets(hist_item: torch.Tensor, hist_beh: torch.Tensor, n_items: int) -> torch.Tensor:
+    """(B, H - 1) bool: whether history event ``t + 1`` is a next-item target for the prefix up to
+    ``t``: an item event after a real one, except a cart or purchase of the item just before it
+    (the simulator's click -> cart -> purchase of one item is one choice; a ratings log's
+    purchase of a new item is a choice of its own)."""
+    nxt_item, nxt_beh, prev_item = hist_item[:, 1:], hist_beh[:, 1:], hist_item[:, :-1]
+    chosen = (nxt_beh == CLICK) | (nxt_beh == VIEW) | (((nxt_beh == CART) | (nxt_beh == PURCHASE))
+                                                       & (nxt_item != prev_item))
+    return chosen & (hist_beh[:, :-1] != PAD) & (nxt_item < n_items)
 
 
 class SupervisedModel(nn.Module):
@@ -195,6 +283,9 @@ class SupervisedModel(nn.Module):
         # whether the training data knew any user's demographics (a log with a users table); a model
         # trained without them is served with them zeroed, as its training data had them
         self.uses_demographics = False
+        # sequence models: share of training requests whose window trains the next-event loss (set by fit)
+        self.window_share = 1.0
+        self.window_generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------ architecture
     def build_head(self, repr_dim: int) -> None:
@@ -262,9 +353,16 @@ class SupervisedModel(nn.Module):
     def losses(self, b: Batch) -> dict[str, torch.Tensor]:
         """The loss terms of a batch: click (all impressions), purchase (clicked ones); for sequence
         models also next item (the clicked item from the whole history, on clicked impressions)
-        and next event (each click or view in the history from the events before it);
-        ``total`` is their weighted sum."""
-        user_repr, seq_out = self.encode(b.user, b.hist_item, b.hist_beh)
+        and next event (every item the history moves to, predicted from the events before it:
+        each prefix of the window in the encoder's one causal pass); ``total`` is their weighted sum.
+
+        Consecutive examples of one request (a slate's impressions, a target and its sampled
+        negatives: identical encoder inputs) are encoded once, and their window's next-event
+        targets count once."""
+        first, group = request_groups(b.user, b.hist_item, b.hist_beh)
+        hist_item, hist_beh = b.hist_item[first], b.hist_beh[first]
+        req_repr, seq_out = self.encode(b.user[first], hist_item, hist_beh)
+        user_repr = req_repr[group]
         item = b.item[:, None]
         z = self.pair_logits(b.user, user_repr, self.item_category[item], self.item_features[item], item,
                              b.position)[:, 0]
@@ -273,16 +371,18 @@ class SupervisedModel(nn.Module):
                "purchase": weighted_bce(z[clicked, 1], b.purchase[clicked], self.pos_weight[1])}
         total = out["click"] + out["purchase"]
         if self.next_item is not None:
-            out["next_item"] = next_item_loss(self.next_item(user_repr[clicked]), b.item[clicked])
+            out["next_item"] = self.next_item.loss(self.next_item.proj(user_repr[clicked]), b.item[clicked])
             total = total + self.cfg.rank_weight * out["next_item"]
         if self.next_item is not None and seq_out is not None:
-            # every position predicts the next click or view of the history (SASRec-style), far more
-            # targets than the clicked impressions alone; carts and purchases repeat the clicked item
-            nxt_item, nxt_beh = b.hist_item[:, 1:], b.hist_beh[:, 1:]
-            valid = (((nxt_beh == CLICK) | (nxt_beh == VIEW)) & (b.hist_beh[:, :-1] != PAD)
-                     & (nxt_item < self.spec.n_items))
-            logits = self.next_item.positions(seq_out[:, :-1][valid])
-            out["next_event"] = next_item_loss(logits, nxt_item[valid])
+            # every position predicts the next item event of the history (SASRec-style), far more
+            # targets than the clicked impressions alone; while training only a share of the
+            # windows (consecutive requests' windows overlap in all but their newest events)
+            valid = next_event_targets(hist_item, hist_beh, self.spec.n_items)
+            if self.training and self.window_share < 1.0:
+                drawn = torch.rand(len(first), generator=self.window_generator) < self.window_share
+                valid &= drawn[:, None]
+            out["next_event"] = self.next_item.loss(self.next_item.proj_positions(seq_out[:, :-1][valid]),
+                                                    hist_item[:, 1:][valid])
             total = total + self.cfg.rank_weight * out["next_event"]
         out["total"] = total
         return out
@@ -296,7 +396,8 @@ class SupervisedModel(nn.Module):
         out = [torch.zeros(0, 2)]
         for lo in range(0, len(b), batch_size):
             part = b.rows(slice(lo, lo + batch_size))
-            user_repr = self.encode_user(part.user, part.hist_item, part.hist_beh)
+            first, group = request_groups(part.user, part.hist_item, part.hist_beh)
+            user_repr = self.encode_user(part.user[first], part.hist_item[first], part.hist_beh[first])[group]
             item = part.item[:, None]
             out.append(self.pair_logits(part.user, user_repr, self.item_category[item], self.item_features[item],
                                         item, part.position)[:, 0])
@@ -313,27 +414,28 @@ class SupervisedModel(nn.Module):
                     position: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated (P(click), P(purchase | click)), each (B, J), of J items per user at slate
         ``position``: ``item_cat`` (B or 1, J), ``item_feat`` (B or 1, J, C + 1), ``ids`` (B or 1, J)
-        or None. Chunked over users so that users x items x hidden stays bounded."""
+        or None. Users are encoded once; the pairs are scored by category
+        (:meth:`ScoreHead.by_category`) in chunks of users that keep users x items x hidden small."""
+        assert self.head is not None
         self.eval()
         n, j = user.shape[0], item_cat.shape[1]
-        chunk = max(1, _PAIR_BUDGET // max(j * max(self.cfg.hidden, 2), 1))
+        if n == 0:
+            empty = torch.zeros(0, j)
+            return empty, empty.clone()
+        user_repr = self.encode_user(user, hist_item, hist_beh)
+        all_cats = torch.arange(self._n_categories)[None, :]
+        item = self.head.item_part(item_feat, ids if self.use_ids else None)
         shared = item_cat.shape[0] == 1
-        p_click, p_buy = [], []
+        chunk = max(1, _PAIR_BUDGET // max(j * max(self.cfg.hidden, 2), 1))
+        p = torch.empty(n, j, 2)
         for lo in range(0, n, chunk):
             rows = slice(lo, lo + chunk)
             u = user[rows]
-            user_repr = self.encode_user(u, hist_item[rows], hist_beh[rows])
             pos = torch.full((u.shape[0],), position, dtype=torch.int64)
-            z = self.pair_logits(u, user_repr, item_cat if shared else item_cat[rows],
-                                 item_feat if shared else item_feat[rows],
-                                 None if ids is None else (ids if shared else ids[rows]), pos)
-            p = torch.sigmoid(z - self.logit_offset)
-            p_click.append(p[..., 0])
-            p_buy.append(p[..., 1])
-        if not p_click:
-            empty = torch.zeros(0, j)
-            return empty, empty.clone()
-        return torch.cat(p_click), torch.cat(p_buy)
+            z = self.head.by_category(user_repr[rows], self.cross_features(u, all_cats), item if shared else item[rows],
+                                      item_cat if shared else item_cat[rows], pos)
+            torch.sigmoid(z - self.logit_offset, out=p[rows])
+        return p[..., 0], p[..., 1]
 
     @torch.no_grad()
     def ranking_scores(self, ex: Examples, batch_size: int = 1024, by_click: bool = False) -> np.ndarray:
@@ -425,9 +527,13 @@ class FitReport:
 
 
 @torch.no_grad()
-def mean_loss(model: SupervisedModel, data: Batch, batch_size: int = 8192) -> float:
-    """Example-weighted mean total loss of ``data`` (eval mode)."""
+def mean_loss(model: SupervisedModel, data: Batch, batch_size: int | None = None) -> float:
+    """Example-weighted mean total loss of ``data`` (eval mode), in chunks of ``batch_size``
+    examples (default: as many as keep the next-event logits, rows x history x items, bounded)."""
     model.eval()
+    if batch_size is None:
+        per_row = model.spec.n_items * max(model.spec.history_len, 1) if model.next_item is not None else 1
+        batch_size = int(min(8192, max(64, _LOGIT_BUDGET // per_row)))
     total, n = 0.0, 0
     for lo in range(0, len(data), batch_size):
         part = data.rows(slice(lo, lo + batch_size))
@@ -449,16 +555,23 @@ def fit(model: SupervisedModel, train: Examples, val: Examples | None, *, epochs
     held = Batch.from_examples(val) if val is not None and len(val) else None
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
+    if model.next_item is not None and model.next_item.samples:
+        model.next_item.set_sampling(np.bincount(train.item[train.click > 0], minlength=model.spec.n_items),
+                                     seed + 1)
+    first, _ = request_groups(data.user, data.hist_item, data.hist_beh)
+    sizes = torch.diff(first, append=torch.tensor([len(data)]))
+    if model.sequence:
+        model.window_share = cfg.event_windows or auto_window_share(data, first)
+        model.window_generator = torch.Generator().manual_seed(seed + 2)
     best, best_epoch, best_state, stale = math.inf, 0, None, 0
     train_curve: list[float] = []
     val_curve: list[float] = []
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
-        perm = torch.randperm(len(data), generator=gen)
         running, n = 0.0, 0
-        for lo in range(0, len(data), cfg.batch_size):
-            part = data.rows(perm[lo:lo + cfg.batch_size])
+        for rows in _request_batches(first, sizes, cfg.batch_size, gen):
+            part = data.rows(rows)
             loss = model.losses(part)["total"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -484,6 +597,44 @@ def fit(model: SupervisedModel, train: Examples, val: Examples | None, *, epochs
     model.eval()
     return FitReport(epochs_run=epoch, best_epoch=best_epoch, best_val_loss=best, train_loss=train_curve,
                      val_loss=val_curve, seconds=time.perf_counter() - start)
+
+
+def auto_window_share(data: Batch, first: torch.Tensor) -> float:
+    """The share of requests whose history window makes each history event a next-event target
+    about once per epoch: (mean new events per request) / (targets per window), the new events of
+    a request being the shift that lines its window up with the user's previous request's."""
+    h = data.hist_item.shape[1]
+    if h < 2 or len(first) < 2:
+        return 1.0
+    a, b = first[:-1], first[1:]
+    same = data.user_id[a] == data.user_id[b]
+    a, b = a[same], b[same]
+    if not len(a):
+        return 1.0
+    old = torch.stack([data.hist_item[a], data.hist_beh[a]], -1)
+    new = torch.stack([data.hist_item[b], data.hist_beh[b]], -1)
+    shift = torch.full((len(a),), h)
+    for k in range(h - 1, -1, -1):  # the smallest shift that lines the windows up wins
+        shift[(new[:, :h - k] == old[:, k:]).flatten(1).all(1)] = k
+    return float(min(1.0, max(shift.double().mean().item(), 1.0 / h) / (h - 1)))
+
+
+def _request_batches(first: torch.Tensor, sizes: torch.Tensor, batch_size: int,
+                     gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Row indices of shuffled mini-batches of whole requests (first rows ``first``, ``sizes`` rows
+    each), about ``batch_size`` examples each: a batch ends with the request that reaches a
+    multiple of it (one example per request: exactly ``batch_size``, the rows shuffled)."""
+    perm = torch.randperm(len(first), generator=gen)
+    lengths = sizes[perm]
+    ends = lengths.cumsum(0)
+    rows = torch.repeat_interleave(first[perm] - (ends - lengths), lengths) + torch.arange(int(ends[-1]) if len(ends)
+                                                                                            else 0)
+    crossed = torch.diff(torch.div(ends, batch_size, rounding_mode="floor"), prepend=torch.zeros(1, dtype=ends.dtype))
+    cuts = [0, *ends[crossed > 0].tolist()]
+    if cuts[-1] < len(rows):
+        cuts.append(len(rows))
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        yield rows[lo:hi]
 
 
 def evaluate(model: SupervisedModel, test: Examples, train_clicked_items: np.ndarray) -> dict[str, Any]:

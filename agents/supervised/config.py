@@ -43,6 +43,13 @@ class SupervisedConfig:
     heads: int = knob(2, "transformer: attention heads (must divide embedding_dim)", 1, 64)
     blocks: int = knob(1, "transformer: self-attention blocks", 1, 16)
     rank_weight: float = knob(1.0, "sequence models: weight of the next-item cross-entropy in the loss", 0.0, 100.0)
+    event_windows: float = knob(1.0, "sequence models: share of training requests whose history window trains the "
+                                     "next-event loss (every position in one causal pass); 0 = auto: the share that "
+                                     "makes each history event a target about once per epoch (driftrec offline's "
+                                     "default for logs without impressions)", 0.0, 1.0)
+    softmax_samples: int = knob(0, "sequence models: 0 = next-item softmax over the whole catalog; N > 0 = a "
+                                   "sampled softmax of N items per batch drawn by training frequency, log-Q "
+                                   "corrected (for catalogs too big for a full one)", 0, 1_000_000)
 
     # --- optimisation ------------------------------------------------------------------------------
     epochs: int = knob(20, "maximum training epochs", 1, 10_000)

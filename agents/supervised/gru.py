@@ -37,7 +37,7 @@ class RecurrentModel(SupervisedModel):
         self.rnn = cell(dim, dim, batch_first=True)
         repr_dim = spec.user_dim + dim
         self.build_head(repr_dim)
-        self.next_item = NextItemHead(repr_dim, self.tokens)
+        self.next_item = NextItemHead(repr_dim, self.tokens, cfg.softmax_samples)
 
     def encode(self, user: torch.Tensor, hist_item: torch.Tensor,
                hist_beh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

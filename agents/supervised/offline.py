@@ -366,17 +366,19 @@ def _leave_last_out(ex: Examples, min_targets: int) -> tuple[np.ndarray, np.ndar
 
 
 def _with_negatives(pos: Examples, s: int, n_items: int, rng: np.random.Generator) -> Examples:
-    """``pos`` (positives) plus ``s`` copies of each with a uniformly drawn other item, unclicked."""
+    """``pos`` (positives), each followed by ``s`` copies of it with a uniformly drawn other item,
+    unclicked (a pseudo-request's examples stay consecutive, so training encodes it once)."""
     if len(pos) == 0:
         return pos
     n = len(pos)
     # one gather builds positives and their copies at once: memory for the result only (a 10M-row log
     # has millions of targets, and the features are most of an example's bytes)
-    out = pos.take(np.concatenate([np.arange(n), np.repeat(np.arange(n), s)]))
+    out = pos.take(np.repeat(np.arange(n), s + 1))
+    neg = (np.arange(n * (s + 1)) % (s + 1)) > 0
     draw = rng.integers(0, n_items - 1, size=n * s)
-    out.item[n:] = draw + (draw >= out.item[n:])  # skip the positive itself
-    out.click[n:] = 0.0
-    out.purchase[n:] = 0.0
+    out.item[neg] = draw + (draw >= out.item[neg])  # skip the positive itself
+    out.click[neg] = 0.0
+    out.purchase[neg] = 0.0
     return out
 
 

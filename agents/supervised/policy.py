@@ -16,7 +16,16 @@ have nothing to do. In catalog mode the whole catalog is scored; in candidates m
 candidates of the request, whose item ids the policy reads from ``state.cand`` (the only part of
 the state it reads, hence ``reads_hidden_state``; the candidates part of the observation does
 not identify items, while a real shop's ranker knows what its retrieval stage returned; the
-popularity policy does the same). Scoring is one batched forward pass over users x items.
+popularity policy does the same).
+
+Serving cost, per batch step: each user is encoded once (the sequence models re-encode the
+bounded window of the last ``history_len`` events, exactly the input they were trained on: a GRU
+state carried over the whole life would see more than training did), then the scoring head's
+first layer is summed per user and category (the cross features depend on an item only through
+its category) and gathered onto the items, so the users x items work is one gather, one addition
+and the head's trunk, in chunks of users small enough to stay in cache
+(:meth:`driftrec.agents.supervised.base.SupervisedModel.score_items`). Measured by ``driftrec bench
+--learners``: evaluating 1,000 `default` users costs 1.4-2.8x `oracle-greedy`'s time on the same users.
 
 :class:`RetrainingPolicy` also learns while deployed: it buffers the events that ``update``
 receives and, every ``retrain_every_days`` simulated days, refits the model from its current

@@ -43,7 +43,7 @@ class TransformerModel(SupervisedModel):
         self.register_buffer("causal", causal, persistent=False)
         repr_dim = spec.user_dim + dim
         self.build_head(repr_dim)
-        self.next_item = NextItemHead(repr_dim, self.tokens)
+        self.next_item = NextItemHead(repr_dim, self.tokens, cfg.softmax_samples)
 
     def encode(self, user: torch.Tensor, hist_item: torch.Tensor,
                hist_beh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
