@@ -279,6 +279,8 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
 def _spec(config: RLTrainConfig, preset_version: int, out: Path, cfg: SimConfig, env: dict[str, Any],
           hp: dict[str, Any], agent: BaseAlgorithm, wall: float, eval_freq: int) -> dict[str, Any]:
     """The ``spec.yaml`` mapping (YAML-safe: plain numbers, strings, lists, mappings)."""
+    import torch
+
     last = {}
     path = out / "evaluations.npz"
     if path.is_file():
@@ -302,6 +304,7 @@ def _spec(config: RLTrainConfig, preset_version: int, out: Path, cfg: SimConfig,
         "n_timesteps": int(hp["n_timesteps"]),
         "timesteps": int(agent.num_timesteps),
         "wall_time_s": round(wall, 3),
+        "torch_threads": torch.get_num_threads(),
         "eval_freq": eval_freq,
         "last_validation": last,
         "versions": _versions(),
@@ -350,6 +353,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("algo", choices=(*RL_ALGOS, *SUPERVISED), metavar="ALGO",
                    help=f"one of: {', '.join((*RL_ALGOS, *SUPERVISED))}")
     p.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
+    p.add_argument("--torch-threads", type=non_negative_int, default=1,
+                   help="torch's CPU threads (default: 1, robust when other work shares the cores, as compare and "
+                        "offline run; 0: torch's default, one per core, faster only on an otherwise idle machine)")
     p.add_argument("--seed", type=SB3_SEED, default=0,
                    help="seed of the agent and of the training users SEED + i (default: 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -402,6 +408,10 @@ def add_parser(subparsers: Any) -> None:
 def run_train_cli(args: argparse.Namespace) -> int:
     """``driftrec train``: dispatch to RL training or to the supervised models."""
     overrides = parse_overrides(args.overrides)
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     if args.algo in SUPERVISED:
         return _train_supervised_cli(args, overrides)
     if args.finetune_days is not None:

@@ -67,6 +67,7 @@ def test_train_writes_the_run_folder(trained_run: Path) -> None:
     assert spec["hyperparams"]["n_steps"] == 32 and spec["hyperparams"]["n_envs"] == 16
     assert spec["hyperparams"]["n_timesteps"] == 2048 and spec["timesteps"] >= 2048
     assert spec["wall_time_s"] > 0 and spec["versions"]["stable_baselines3"]
+    assert spec["torch_threads"] == 1  # the CLI's default
     with np.load(trained_run / "evaluations.npz") as data:
         # every 1024 timesteps and once more at the end: the last validation is the saved model
         assert data["timesteps"].tolist() == [1024, 2048]
@@ -104,6 +105,16 @@ def test_maskable_ppo_trains_and_validates_with_masks(tmp_path: Path) -> None:
                                    eval_freq=256))
     assert result.evaluations["timesteps"].tolist() == [256]
     assert type(load_agent(result.out)[0]).__name__ == "MaskablePPO"
+
+
+def test_torch_threads_flag_sets_and_records_the_thread_count(tmp_path: Path) -> None:
+    try:
+        assert main(["train", "a2c", *TINY, "--set", "n_steps=4", "--users", "8", "--timesteps", "64",
+                     "--eval-freq", "0", "--torch-threads", "2", "--out", str(tmp_path / "a2c")]) == 0
+        assert torch.get_num_threads() == 2
+        assert yaml.safe_load((tmp_path / "a2c" / "spec.yaml").read_text())["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_train_without_evaluation_writes_no_evaluations(tmp_path: Path) -> None:
