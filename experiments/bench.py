@@ -23,7 +23,8 @@ The targets (issue: "simulator speed") are computed from the numbers, never asse
 CartPoleVectorEnv; the single-user env (``gym.make``, ``default``) at least 20,000 steps/s.
 
 From Python: ``run(BenchSettings(...))`` returns the report dict (and writes it as JSON);
-``main(["--quick"])`` runs it as the command line does.
+``main(["--quick"])`` runs it as the command line does. ``driftrec bench --learners`` times the
+learners beside the simulator instead (:mod:`driftrec.experiments.bench_learners`, its own report).
 """
 
 from __future__ import annotations
@@ -198,12 +199,15 @@ def _choose_cpu(cpu: int | None) -> int | None:
     return cpu
 
 
-def _in_child(task: dict[str, Any], cpu: int | None) -> dict[str, Any]:
-    """Run one measurement group in a fresh interpreter: single-threaded BLAS, pinned, own memory."""
-    env = {**os.environ, **{v: "1" for v in SINGLE_THREAD_VARS}}
+def _in_child(task: dict[str, Any], cpu: int | None, module: str = "driftrec.experiments.bench",
+              single_thread: bool = True) -> dict[str, Any]:
+    """Run one measurement group in a fresh interpreter (pinned to ``cpu`` unless None, own memory):
+    ``module``'s ``_child_main`` runs ``task``; ``single_thread`` sets the BLAS/OpenMP pools to one
+    thread (False: the environment as the user's commands see it, e.g. ``driftrec train``'s)."""
+    env = {**os.environ, **({v: "1" for v in SINGLE_THREAD_VARS} if single_thread else {})}
     with tempfile.TemporaryDirectory(prefix="driftrec-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        code = "import sys; from driftrec.experiments.bench import _child_main; _child_main(sys.argv[1], sys.argv[2])"
+        code = f"import sys; from {module} import _child_main; _child_main(sys.argv[1], sys.argv[2])"
         proc = subprocess.run([sys.executable, "-c", code, json.dumps({**task, "cpu": cpu}), str(out)],
                               env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not out.exists():
@@ -240,12 +244,14 @@ def _loadavg() -> list[float] | None:
 
 
 # ====================================================================================== child side
-def _child_main(task_json: str, out_path: str) -> None:
-    """Entry point of a child process: pin, run one group, write its JSON result to ``out_path``."""
+def _child_main(task_json: str, out_path: str,
+                run_task: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+    """Entry point of a child process: pin, run one group (``run_task``, default this module's),
+    write its JSON result to ``out_path``."""
     task = json.loads(task_json)
     if task.get("cpu") is not None:
         os.sched_setaffinity(0, {task["cpu"]})
-    Path(out_path).write_text(json.dumps(_run_task(task)))
+    Path(out_path).write_text(json.dumps((run_task or _run_task)(task)))
 
 
 def _run_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -408,13 +414,15 @@ def _peak_rss_mib() -> float | None:
 def add_parser(subparsers: Any) -> None:
     """Register ``driftrec bench`` on the CLI's subparsers."""
     parser = subparsers.add_parser(
-        "bench", help="simulator speed and memory, against CartPoleVectorEnv",
+        "bench", help="simulator speed and memory, against CartPoleVectorEnv; --learners: the learners' speed",
         description=DESCRIPTION)
     _add_arguments(parser)
     parser.set_defaults(func=run_cli)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    from driftrec.experiments import bench_learners  # it imports this module's helpers
+
     d = BenchSettings()
     # numeric defaults are None so that --quick can supply its own while explicit flags still win
     parser.add_argument("--presets", type=_names, default=None,
@@ -426,38 +434,58 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"samples per measurement, the median is reported (default: {d.repeats})")
     parser.add_argument("--memory-users", type=int, default=None,
                         help=f"users of the memory measurement, 0 skips it (default: {d.memory_users:,})")
-    parser.add_argument("--out", default=d.out, help=f"JSON report path, '' for none (default: {d.out})")
+    parser.add_argument("--out", default=None,
+                        help=f"JSON report path, '' for none (default: {d.out}; with --learners "
+                             f"{bench_learners.LearnerSettings.out})")
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed; -1: none)")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny settings for tests and CI: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+                        help="tiny settings for tests and CI: " + ", ".join(f"{k}={v}" for k, v in QUICK.items())
+                        + "; with --learners: " + ", ".join(f"{k}={v}" for k, v in bench_learners.QUICK.items()))
     parser.add_argument("--clock", choices=tuple(CLOCKS), default=None,
                         help="wall: elapsed time (default); cpu: each pinned child's CPU time, which other "
                              "processes on a shared machine barely disturb")
     parser.add_argument("--check", action="store_true", help="exit 1 if a measured target is missed")
+    bench_learners.add_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchSettings:
     """BenchSettings from parsed arguments: explicit flags, else --quick's values, else the defaults."""
+    from driftrec.experiments import bench_learners
+
+    bench_learners.check_flags(args)  # a --learners option without --learners is a mistake, not ignored
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
     for name in ("presets", "users", "seconds", "repeats", "memory_users", "cpu", "clock"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    return BenchSettings(**values, out=args.out or None)
+    return BenchSettings(**values, out=BenchSettings.out if args.out is None else (args.out or None))
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """``driftrec bench``: run, print the tables, write the JSON. Exit 0; 1 if ``--check`` and a
-    target is missed; 2 on a bad option or a failed measurement."""
+    target is missed; 2 on a bad option or a failed measurement. ``--learners`` runs
+    :mod:`driftrec.experiments.bench_learners` instead, with the same exits."""
+    if getattr(args, "learners", False):
+        from driftrec.experiments import bench_learners
+
+        return run_section(args, bench_learners.settings_from_args, bench_learners.run_learners,
+                           bench_learners.print_report)
+    return run_section(args, settings_from_args, run, print_report)
+
+
+def run_section(args: argparse.Namespace, settings_of: Callable[[argparse.Namespace], Any],
+                measure: Callable[..., dict[str, Any]], show: Callable[[dict[str, Any], Any], None]) -> int:
+    """The settings of ``args`` (``settings_of``), their report (``measure(settings, progress=...)``)
+    printed (``show``) and written: the exit status of :func:`run_cli`."""
     from rich.console import Console
 
     console, err = Console(), Console(stderr=True)
     try:
-        settings = settings_from_args(args)
-        report = run(settings, progress=lambda line: err.print(f"[dim]bench: {line}[/dim]"))
+        settings = settings_of(args)
+        report = measure(settings, progress=lambda line: err.print(f"[dim]bench: {line}[/dim]"))
     except (ValueError, RuntimeError) as exc:
         print(f"driftrec bench: error: {exc}", file=sys.stderr)
         return 2
-    print_report(report, console)
+    show(report, console)
     if settings.out:
         console.print(f"report written to {settings.out}")
     missed = [name for name, t in report["targets"].items() if t["passed"] is False]
