@@ -533,19 +533,28 @@ def print_report(report: dict[str, Any], console: Any) -> None:
                       f"peak RSS {_mib(mem['rss_peak_mib'])} (before init {_mib(mem['rss_before_mib'])}, "
                       f"growth {_mib(mem['rss_growth_mib'])}) after init + {mem['steps']} steps + observe")
 
-    tt = Table(title="targets")
-    for col in ("target", "value", "threshold", "passed"):
-        tt.add_column(col, justify="left" if col == "target" else "right")
-    for t in targets.values():
-        passed = {True: "yes", False: "NO", None: "not measured"}[t["passed"]]
-        value = "-" if t["value"] is None else (f"{t['value']:.3f}" if t["threshold"] < 1 else _fmt(t["value"]))
-        threshold = f"{t['threshold']:.3f}" if t["threshold"] < 1 else _fmt(t["threshold"])
-        tt.add_row(t["description"], value, f">= {threshold}", passed)
-    console.print(tt)
+    console.print(targets_table("targets", ("target", "value", "threshold", "passed"), targets,
+                                lambda v, t: f"{v:.3f}" if t["threshold"] < 1 else _fmt(v)))
     m = report["machine"]
     console.print(f"[dim]{m['cpu_model']}, {m['cpu_count']} CPUs, pinned to {m['pinned_cpu']}; "
                   f"load average before {m['loadavg_before']}, after {m['loadavg_after']}; "
                   f"Python {m['python']}, numpy {m['numpy']}, gymnasium {m['gymnasium']}[/dim]")
+
+
+def targets_table(title: str, columns: Sequence[str], targets: dict[str, dict[str, Any]],
+                  fmt: Callable[[float, dict[str, Any]], str]) -> Any:
+    """A rich table of computed targets (description, value, ``compare`` threshold, met); ``fmt(number,
+    target)`` writes a target's value and threshold."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col == columns[0] else "right")
+    for t in targets.values():
+        met = {True: "yes", False: "NO", None: "not measured"}[t["passed"]]
+        value = "-" if t["value"] is None else fmt(t["value"], t)
+        table.add_row(t["description"], value, f"{t.get('compare', '>=')} {fmt(t['threshold'], t)}", met)
+    return table
 
 
 def _fmt(rate: float) -> str:

@@ -434,15 +434,9 @@ def print_report(report: dict[str, Any], console: Any) -> None:
                           f"{row['ratio_to_reference']['median']:.2f}")
         console.print(table)
 
-    tt = Table(title="figures of the issue (computed, not asserted)")
-    for col in ("figure", "value", "threshold", "met"):
-        tt.add_column(col, justify="left" if col == "figure" else "right")
-    for t in report["targets"].values():
-        met = {True: "yes", False: "NO", None: "not measured"}[t["passed"]]
-        value = "-" if t["value"] is None else (_rate(t["value"]) if t["compare"] == ">=" else f"{t['value']:.2f}")
-        threshold = fmt(t["threshold"]) if t["compare"] == ">=" else f"{t['threshold']:.2f}"
-        tt.add_row(t["description"], value, f"{t['compare']} {threshold}", met)
-    console.print(tt)
+    console.print(bench.targets_table("figures of the issue (computed, not asserted)",
+                                      ("figure", "value", "threshold", "met"), report["targets"],
+                                      lambda v, t: fmt(v) if t["compare"] == ">=" else f"{v:.2f}"))
     m = report["machine"]
     console.print(f"[dim]{m['cpu_model']}, {m['cpu_count']} CPUs (learners unpinned, simulator pinned to "
                   f"{m['simulator_pinned_cpu']}); load average before {m['loadavg_before']}, after "

@@ -220,10 +220,6 @@ class NextItemHead(nn.Module):
         """(B, I) logits of the next clicked item from the user representation."""
         return self.proj(user_repr) @ self.tokens.item.weight[:-1].T + self.bias
 
-    def positions(self, seq_out: torch.Tensor) -> torch.Tensor:
-        """(..., I) logits of the next history event from sequence outputs (..., E)."""
-        return self.proj_positions(seq_out) @ self.tokens.item.weight[:-1].T + self.bias
-
 
 def request_groups(user: torch.Tensor, hist_item: torch.Tensor,
                    hist_beh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
