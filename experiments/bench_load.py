@@ -52,7 +52,7 @@ FORMATS: dict[str, dict[str, Any]] = {  # file -> LogFormat of it
 
 _CHILD = """
 import json, resource, sys, time
-from driftrec.envs.logs import LogFormat, load_log
+from driftrec.ingest import LogFormat, load_log
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 path, fmt, chunk = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 start = time.perf_counter()

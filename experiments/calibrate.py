@@ -392,10 +392,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def read_log(path: Path, format_file: Path | None = None, skip_bad_rows: bool = False) -> pd.DataFrame:
-    """The events of a log file (CSV, Parquet or a driftrec event log) via :func:`driftrec.envs.logs.load_log`;
+    """The events of a log file (CSV, Parquet or a driftrec event log) via :func:`driftrec.ingest.load.load_log`;
     its errors are one-line ConfigErrors naming the file and row."""
-    from driftrec.envs.logs import load_log
     from driftrec.experiments.ingest import log_format
+    from driftrec.ingest.load import load_log
 
     return load_log(path, log_format(format_file, []), skip_bad_rows=skip_bad_rows).events
 

@@ -1,7 +1,7 @@
 """``driftrec load``: convert a raw interaction log (CSV or Parquet) into a driftrec event log.
 
 ``driftrec load --logs shop.csv --out events.parquet [--format shop.yaml] [--set key=value ...]
-[--skip-bad-rows]`` reads the log with :func:`driftrec.envs.logs.load_log` and writes the events
+[--skip-bad-rows]`` reads the log with :func:`driftrec.ingest.load.load_log` and writes the events
 (Parquet, the event schema) and an items sidecar ``events.items.parquet`` (dense item id ->
 original id, category, median price) next to it, then prints what it did: rows read, kept,
 skipped per reason and dropped, users, items, categories, behaviour counts and the time span.
@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftrec.envs.logs import DEFAULT_CHUNK_ROWS, LoadedLog, LogFormat, LogLoadError, load_log, write_loaded
 from driftrec.experiments.cli import CLIError, check_output, parse_overrides, positive_int
+from driftrec.ingest.format import LogFormat
+from driftrec.ingest.load import DEFAULT_CHUNK_ROWS, load_log, write_loaded
+from driftrec.ingest.results import LoadedLog, LogLoadError
 
 PLAIN_PROGRESS_AFTER_S = 5.0  # without a terminal, progress lines start once a load takes this long
 

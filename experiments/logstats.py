@@ -2,7 +2,7 @@
 
 Every function here takes any DataFrame with the columns of
 :data:`driftrec.envs.events.EVENT_SCHEMA` (a simulated log, or a real one from
-:func:`driftrec.envs.logs.load_log`). Real logs may lack impressions, carts, purchases, prices or
+:func:`driftrec.ingest.load.load_log`). Real logs may lack impressions, carts, purchases, prices or
 categories: a statistic that the log cannot measure is ``None``, never a guess.
 
 | statistic | what it is |

@@ -1,7 +1,7 @@
 """``driftrec offline``: evaluate recommenders offline on a log (issue 6, "Offline evaluation").
 
 One entry point, :func:`run_offline`, serves the CLI and the tests: load the log
-(:func:`driftrec.envs.logs.load_log`), split it leave-last-out per user, fit each model, score the
+(:func:`driftrec.ingest.load.load_log`), split it leave-last-out per user, fit each model, score the
 held-out cases and write the run folder:
 
 - ``results.csv``: one row per model (popularity first): HR@k, NDCG@k, MRR, click and purchase AUC
@@ -73,8 +73,8 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
         train_offline_model,
     )
     from driftrec.envs.events import EventLogError, load_users
-    from driftrec.envs.logs import load_log
     from driftrec.envs.presets import preset_config
+    from driftrec.ingest.load import load_log
 
     say = progress or (lambda _: None)
     models = parse_models(list(config.models))

@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_CODE = {"tests", "notebooks"}
-CODE_FOLDERS = ("envs", "agents", "experiments")
+CODE_FOLDERS = ("envs", "agents", "experiments", "ingest")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Offline evaluation of recommenders on a log: leave-last-out per user, full-catalog ranking.
 
 The objective behind ``driftrec offline`` (issue 6). Any event-schema log works: a
-``driftrec simulate`` log, or a shop's own log loaded by :func:`driftrec.envs.logs.load_log`.
+``driftrec simulate`` log, or a shop's own log loaded by :func:`driftrec.ingest.load.load_log`.
 
 **Targets.** What a user "chose", in time order:
 

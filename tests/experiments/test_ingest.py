@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from driftrec.envs.events import load_events
-from driftrec.envs.logs import load_log
 from driftrec.experiments import bench_load
 from driftrec.experiments.cli import main
+from driftrec.ingest.load import load_log
 
 MESSY = Path(__file__).resolve().parents[1] / "data" / "messy_shop.csv"
 

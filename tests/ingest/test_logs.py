@@ -1,4 +1,4 @@
-"""Loading real interaction logs (envs/logs.py): validation messages, mappings, sessions, chunking,
+"""Loading real interaction logs (driftrec.ingest): validation messages, mappings, sessions, chunking,
 Parquet input and the driftrec event-log round trip."""
 
 from __future__ import annotations
@@ -13,18 +13,12 @@ import pytest
 
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import EVENT_SCHEMA, load_events
-from driftrec.envs.logs import (
-    DEFAULT_BEHAVIOURS,
-    LoadedLog,
-    LogFormat,
-    LogLoadError,
-    items_path,
-    load_log,
-    write_loaded,
-)
 from driftrec.envs.world import build_world
 from driftrec.experiments.bench_load import generate
 from driftrec.experiments.cli import main
+from driftrec.ingest.format import DEFAULT_BEHAVIOURS, LogFormat
+from driftrec.ingest.load import items_path, load_log, write_loaded
+from driftrec.ingest.results import LoadedLog, LogLoadError
 
 MESSY = Path(__file__).resolve().parents[1] / "data" / "messy_shop.csv"
 HEADER = "user_id,item_id,timestamp,behaviour,price,category\n"
