@@ -17,10 +17,10 @@ or written. Knobs arrive as one record ``p`` and arrays by name (:mod:`driftrec.
 ## The rules, each written once
 The step, the numpy-facing helpers of :class:`~driftrec.envs.shop.ShopModel` (``utility``,
 ``choice_probs``, ``one_item_expected_rewards``) and the oracle policies (oracle-planner calls the
-session rules on arrays: ``churn_prob(model.params[0], s)``) all use these, so the formula a
-policy plans with is the formula the simulator samples from. Item i has category c_i,
-unit topic t_i, appeal a_i, quality q_i, price x_i and relative price r_i = x_i / price_mean; for
-the user, d_i = interest . t_i and s is the price sensitivity.
+session rules on arrays: ``churn_prob(model.params[0], s)``) all use these, so the formula a policy
+plans with is the formula the simulator samples from. Item i has category c_i, unit topic t_i,
+appeal a_i, quality q_i, price x_i and relative price r_i = x_i / price_mean; for the user,
+d_i = interest . t_i and s is the price sensitivity.
 
 | rule | formula |
 |---|---|
@@ -69,11 +69,10 @@ FATIGUE_FLOOR = 1e-12  # boredom (utility) below this is dropped to 0 (see _end_
 
 NO_REFCOUNT = {"cache": True, "_nrt": False}
 """Options of every compiled loop of the simulator: cached on disk, and compiled without numba's
-reference counting (NRT). The loops allocate nothing (scratch space is passed in), so every
-array they touch is borrowed; with NRT on, every array handed to an inlined part costs an atomic
-increment and decrement per call, which made the step written as named parts 2.5x slower than the
-same arithmetic written as one loop (measured at 4,096 users). Numba refuses an allocation in a
-loop compiled this way, so a part cannot start allocating unnoticed."""
+reference counting (NRT). The loops allocate nothing (scratch space is passed in), so every array
+they touch is borrowed; with NRT on, each array handed to an inlined part costs an atomic increment
+and decrement per call, which made the step as named parts 2.5x slower than as one loop (measured
+at 4,096 users). Numba refuses an allocation in a loop so compiled: no part starts allocating unnoticed."""
 
 # behaviour codes (see driftrec.envs.state)
 _SEARCH, _VIEW, _CLICK, _CART, _PURCHASE = 1, 2, 4, 5, 6
@@ -207,9 +206,8 @@ def _unif(base: np.uint64, col: int) -> float:
 @njit(cache=True, inline="always")
 def _normal_pair(base: np.uint64, pair: int) -> tuple[float, float]:
     """Two independent standard normals by Marsaglia's polar method from columns 64 * pair + 2 * try
-    (+ 1): a point uniform in the square is kept once it falls inside the unit disc (p = pi / 4);
-    one logarithm and one square root per pair, no sine or cosine. After 31 misses (p < 1e-20) a
-    last pair of columns goes through Box-Muller."""
+    (+ 1): a uniform point of the square is kept once inside the unit disc (p = pi / 4), one log and
+    one square root per pair, no sine or cosine; after 31 misses (p < 1e-20) Box-Muller on a last pair."""
     col = 64 * pair
     for _ in range(31):
         x = 2.0 * _unif(base, col) - 1.0
@@ -251,11 +249,9 @@ def start_lives(rows, params, segment_cum, age_cum, gender_cum, income_cum, segm
                 slot_key, episode, key, t, user_id, segment, demo, base, interest, price_sens, patience_base,
                 patience, satisfaction, fatigue, counts, hist_item, hist_cat, hist_beh, hist_n, time, drift_time,
                 session, session_step, sated_item, sated_level, sated_time, search_interest, search_weight):
-    """In place: the users in ``rows`` start the ``episode[i]``-th life of their slot stream.
-
-    Every per-user field is rewritten, so a fresh batch (``np.empty`` arrays, all rows) and an
-    autoreset (some rows of a running batch) go through the same code.
-    """
+    """In place: the users in ``rows`` start the ``episode[i]``-th life of their slot stream. Every
+    per-user field is rewritten, so a fresh batch (``np.empty`` arrays, all rows) and an autoreset
+    (some rows of a running batch) go through the same code."""
     p = params[0]
     d = base.shape[1]
     n_age, n_gender = age_cum.shape[1], gender_cum.shape[1]
@@ -336,9 +332,8 @@ def step_users(items, scratch, params, cascade, pos_w,  # noqa: ANN001
                sated_level, sated_time, search_interest, search_weight,
                out_reward, out_terminated, out_truncated, out_shown, out_click_pos, out_cart, out_purchase,
                out_time, out_session, out_search_cat, out_view_item, out_organic_time, out_organic_session):
-    """One request for every user: the parts listed in the module doc, in order. ``scratch`` is
-    (3, K) float64 working space (this loop allocates nothing: see NO_REFCOUNT); ``cascade`` is
-    whether ``choice_model`` is the cascade."""
+    """One request for every user: the parts listed in the module doc, in order. ``scratch``: (3, K)
+    float64 working space (see NO_REFCOUNT); ``cascade``: whether ``choice_model`` is the cascade."""
     p = params[0]
     n, k_slate = items.shape
     n_days = boost.shape[0]
@@ -388,9 +383,8 @@ def step_users(items, scratch, params, cascade, pos_w,  # noqa: ANN001
 @njit(cache=True, inline="always")
 def _slate_utility(p, i, items, day, now, pos_w, topic, appeal, rel_price, category, boost, interest,  # noqa: ANN001
                    price_sens, fatigue, sated_item, sated_level, sated_time, util, dots, shown):
-    """util[k] and interest . topic dots[k] of each slate position; a repeated item is shown only
-    at its first position. Returns the largest utility a clickable position has, or
-    no_click_utility if larger: the scale the MNL subtracts."""
+    """util[k] and interest . topic dots[k] of each slate position (a repeated item is shown only at its
+    first); returns max(no_click_utility, the largest clickable utility): the scale the MNL subtracts."""
     top = p.no_click_utility
     for k in range(items.shape[1]):
         it = items[i, k]
@@ -499,8 +493,7 @@ def _remember(i, item, cat, code, hist_item, hist_cat, hist_beh, hist_n):  # noq
 @njit(cache=True, inline="always")
 def _sate(p, i, it, now, amount, sated_item, sated_level, sated_time):  # noqa: ANN001
     """Raise the user's satiety with item ``it`` by ``amount`` (utility). A user remembers the S items
-    they are most sated with: the item's own slot, else the first empty one, else the slot whose
-    satiety is lowest now is taken over."""
+    they are most sated with: the item's own slot, else the first empty one, else the least sated now."""
     slot = -1
     low = math.inf
     for s in range(sated_item.shape[1]):
@@ -527,10 +520,9 @@ def _drift_bubble(p, i, it, topic, interest):  # noqa: ANN001
 
 @njit(cache=True, inline="always")
 def _turn(i, interest, target, t, target_norm, pull, keep_length, add_length):  # noqa: ANN001
-    """interest[i] := (keep_length |x| + add_length) unit((1 - pull) unit(x) + pull target[t] /
-    target_norm), x = interest[i]: its direction turns ``pull`` of the way (along the chord) toward
-    the target's. A zero x takes the target's direction; where the two directions cancel (opposite,
-    pull 1/2) x keeps its own."""
+    """interest[i] := (keep_length |x| + add_length) unit((1 - pull) unit(x) + pull target[t] / target_norm)
+    with x = interest[i]: its direction turns ``pull`` of the way (along the chord) toward the target's.
+    A zero x takes the target's direction; where the two cancel (opposite, pull 1/2) x keeps its own."""
     dim = interest.shape[1]
     norm = 0.0
     for j in range(dim):
@@ -556,11 +548,10 @@ def _turn(i, interest, target, t, target_norm, pull, keep_length, add_length):  
 @njit(cache=True, inline="always")
 def _end_request(p, i, b, q, dt_request, step_decay, fatigue_on, patience, session_step, t, satisfaction, time,  # noqa: ANN001
                  fatigue):
-    """The request costs a unit of patience and a click refunds ``patience_quality * quality``, at
-    most ``patience_refund_max`` < 1 (every session ends). When patience runs out the session
-    ends: the user churns, or returns after ``gap_min_days`` plus an exponential gap that
-    satisfaction shortens. Boredom decays over the time that passed. Returns (session ended,
-    terminated, truncated)."""
+    """The request costs a unit of patience and a click refunds ``patience_refund`` (below 1, so every
+    session ends). When patience runs out the session ends: the user churns, or returns after
+    ``gap_min_days`` plus an exponential gap that satisfaction shortens. Boredom decays over the
+    time that passed. Returns (session ended, terminated, truncated)."""
     patience[i] += patience_refund(p, q) - 1.0
     session_step[i] += 1
     t[i] += 1
@@ -617,11 +608,10 @@ def _migrate(p, i, b, elapsed, key, session, segment, base, interest, segment_in
 
 @njit(cache=True, inline="always")
 def _revert(p, i, elapsed, base, interest):  # noqa: ANN001
-    """Reversion toward base interest at rate ``bubble_reversion`` per day, on its own (it undoes
-    the filter bubble whether or not the Ornstein-Uhlenbeck noise is on). Like the bubble it moves
-    direction and length apart: with keep = exp(-rate * elapsed), the direction turns 1 - keep of
-    the way toward base's and the length moves 1 - keep of the way toward |base|, so a focused
-    user returns to their own interests without passing through indifference."""
+    """Reversion toward base interest at rate ``bubble_reversion`` per day, on its own (it undoes the
+    filter bubble with or without the Ornstein-Uhlenbeck noise). Like the bubble it moves direction and
+    length apart: with keep = exp(-rate * elapsed), each moves 1 - keep of the way toward base's, so a
+    focused user returns to their own interests without passing through indifference."""
     keep = math.exp(-p.bubble_reversion * elapsed)
     base_norm = 0.0
     for j in range(base.shape[1]):
