@@ -52,6 +52,7 @@ the six driftrec names and common aliases (RetailRocket's addtocart/transaction,
 
 TIMESTAMP_UNITS = ("s", "ms", "us", "ns")
 TIMESTAMP_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+"""The units of numeric timestamps (``timestamp_unit``), and their names in messages."""
 
 
 def _mapping_knob(doc: str) -> Any:

@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import EVENT_SCHEMA, LOG_CONFIG_KEY, EventLogError, EventWriter, load_events
-from driftrec.envs.recsim_ie import build_recsim_world
 from driftrec.envs.state import BEHAVIOURS
 from driftrec.envs.world import build_world
 from driftrec.ingest.format import LogFormat
@@ -130,7 +129,13 @@ def _load_event_log(path: Path, schema: pa.Schema, start: float) -> LoadedLog:
     item = events["item_id"].to_numpy(np.int64)
     side = items_path(path)
     if cfg is not None:
-        world = build_recsim_world(cfg) if cfg.model == "recsim-ie" else build_world(cfg)
+        if cfg.model == "recsim-ie":
+            # imported only for a RecSim log, as envs.model.build_model does (`driftrec --help` imports this module)
+            from driftrec.envs.recsim_ie import build_recsim_world
+
+            world = build_recsim_world(cfg)
+        else:
+            world = build_world(cfg)
         n_items, n_categories = cfg.n_items, cfg.n_categories
         items = pd.DataFrame({"original": pd.array([str(i) for i in range(n_items)], dtype=str),
                               "category": np.asarray(world.category, dtype=np.int32),
