@@ -203,8 +203,9 @@ def calibrate(events: pd.DataFrame, *, base: str = "default", users: int = 300, 
     ``users`` simulated users per round; at most ``rounds`` rounds, and no new round once
     ``budget_s`` seconds have passed; ``overrides`` (SimConfig keys) are fixed over the base and
     never fitted; ``start`` (fitted knobs, :data:`START_KEYS`) are where the fit starts instead of
-    the base's values (the drift strength then scales the start's drift pair); ``progress`` hears
-    one line per round. See the module doc for the method.
+    the base's values (the drift strength then scales the start's drift pair; a knob whose
+    statistic the log lacks is not fitted and keeps the base's value); ``progress`` hears one line
+    per round. See the module doc for the method.
     """
     say = progress or (lambda line: None)
     start_time = time.perf_counter()
