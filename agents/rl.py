@@ -72,6 +72,7 @@ from driftrec.agents.item_scoring import (
     catalog_kwargs,
     item_scoring_policy,
 )
+from driftrec.agents.model_file import check_agent_file, check_supervised_file, unreadable
 from driftrec.agents.policies import Policy
 from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 from driftrec.envs.model import build_model
@@ -455,6 +456,10 @@ def read_spec(run: str | Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise ConfigError(f"run folder '{folder}' does not exist")
     if not path.is_file():
+        if (folder / "model.pt").exists() or (folder / "metrics.json").is_file():  # `driftrec train mlp|gru|...`
+            model_pt = check_supervised_file(folder / "model.pt")
+            raise ConfigError(f"'{model_pt}' is a supervised model, not an RL agent: this command takes the run "
+                              f"folder of `driftrec train {'|'.join(ALGORITHMS)}`")
         raise ConfigError(f"'{folder}' holds no trained model: spec.yaml is missing (train with `driftrec train`)")
     try:
         spec = yaml.safe_load(path.read_text())
@@ -466,13 +471,19 @@ def read_spec(run: str | Path) -> dict[str, Any]:
 
 
 def load_agent(run: str | Path, device: str = "cpu") -> tuple[BaseAlgorithm, dict[str, Any]]:
-    """The SB3 model of a run folder (``model.zip``; a path to a zip loads that zip) and its spec."""
+    """The SB3 model of a run folder (``model.zip``; a path to a zip loads that zip) and its spec.
+
+    A missing, truncated or foreign zip raises :class:`~driftrec.agents.model_file.ModelFileError`
+    (one line naming the file)."""
     run = Path(run)
     spec = read_spec(run)
-    path = run if run.suffix == ".zip" else run / "model.zip"
-    if not path.is_file():
-        raise ConfigError(f"'{path}' is missing (spec.yaml names algorithm {spec['algo']})")
-    return algorithm(str(spec["algo"])).load(path, device=device), spec
+    algo = str(spec["algo"])
+    cls = algorithm(algo)
+    path = check_agent_file(run if run.suffix == ".zip" else run / "model.zip", algo)
+    try:
+        return cls.load(path, device=device), spec
+    except Exception as err:  # SB3 raises many types for an archive it cannot read
+        raise unreadable(path, f"{algo} agent", err) from None
 
 
 def spec_config(spec: Mapping[str, Any]) -> SimConfig:

@@ -106,6 +106,9 @@ FITS: tuple[Fit, ...] = (
 )
 """The fitted statistics and their knobs, in the order of the table."""
 
+START_KEYS: tuple[str, ...] = tuple(f.knob for f in FITS if f.knob != DRIFT_KNOB) + ("drift_gradual", "drift_migration")
+"""The SimConfig keys the fit moves: those :func:`calibrate`'s ``start`` may set."""
+
 DIRECT = {"n_items": "items seen", "n_categories": "categories", "price_mean": "median item price",
           "price_spread": "std of log price", "horizon_days": "span of the log"}
 
@@ -118,7 +121,7 @@ class Calibration:
     overrides: dict[str, Any]  # fitted and direct SimConfig keys over the base preset
     real: LogStats
     fitted: LogStats  # the simulated log under the fitted knobs
-    start: LogStats  # the simulated log under the base preset with the direct keys (round 0)
+    start: LogStats  # the simulated log of round 0: the base preset (or start values) with the direct keys
     fitted_keys: tuple[str, ...]  # knobs fitted by simulation (the rest of overrides are direct)
     rounds: list[dict[str, Any]]
     users: int
@@ -193,13 +196,16 @@ def direct_overrides(real: LogStats, base_cfg: SimConfig, max_days: float) -> di
 
 def calibrate(events: pd.DataFrame, *, base: str = "default", users: int = 300, groups: int = 4, rounds: int = 16,
               budget_s: float = 90.0, seed: int = 0, max_days: float = 60.0,
-              overrides: Mapping[str, Any] | None = None,
+              overrides: Mapping[str, Any] | None = None, start: Mapping[str, float] | None = None,
               progress: Callable[[str], Any] | None = None) -> Calibration:
     """Fit ``base``'s knobs so that the logging policy's simulated log matches ``events``' statistics.
 
     ``users`` simulated users per round; at most ``rounds`` rounds, and no new round once
     ``budget_s`` seconds have passed; ``overrides`` (SimConfig keys) are fixed over the base and
-    never fitted; ``progress`` hears one line per round. See the module doc for the method.
+    never fitted; ``start`` (fitted knobs, :data:`START_KEYS`) are where the fit starts instead of
+    the base's values (the drift strength then scales the start's drift pair; a knob whose
+    statistic the log lacks is not fitted and keeps the base's value); ``progress`` hears one line
+    per round. See the module doc for the method.
     """
     say = progress or (lambda line: None)
     start_time = time.perf_counter()
@@ -207,6 +213,7 @@ def calibrate(events: pd.DataFrame, *, base: str = "default", users: int = 300, 
         raise ConfigError(f"unknown base preset '{base}'; choose one of: {', '.join(PRESETS)}")
     fixed = dict(overrides or {})
     base_cfg = preset_config(base, fixed)
+    start_cfg = _start_config(base_cfg, start or {}, fixed)
     if base_cfg.model != "shop":
         raise ConfigError(f"base preset '{base}' uses the {base_cfg.model} user model; calibration fits ShopSim")
     real = log_stats(events, seed=seed)
@@ -217,13 +224,13 @@ def calibrate(events: pd.DataFrame, *, base: str = "default", users: int = 300, 
     direct = {k: v for k, v in direct_overrides(real, base_cfg, max_days).items() if k not in fixed}
     fits = [f for f in FITS if getattr(real, f.stat) is not None and f.knob not in fixed
             and not (f.knob == DRIFT_KNOB and ({"drift_gradual", "drift_migration"} & fixed.keys()))]
-    g0, m0 = base_cfg.drift_gradual, base_cfg.drift_migration
+    g0, m0 = start_cfg.drift_gradual, start_cfg.drift_migration
     x = {}
     for f in fits:
         if f.knob == DRIFT_KNOB:
             x[f.knob] = 1.0 if (g0 > 0 or m0 > 0) else 0.0
         else:
-            x[f.knob] = f.to_x(min(max(float(getattr(base_cfg, f.knob)), f.lo), f.hi))
+            x[f.knob] = f.to_x(min(max(float(getattr(start_cfg, f.knob)), f.lo), f.hi))
     if g0 == 0 and m0 == 0:
         g0, m0 = DEFAULT_DRIFT_PAIR
 
@@ -289,6 +296,16 @@ def calibrate(events: pd.DataFrame, *, base: str = "default", users: int = 300, 
         base=base, overrides={**keys, **fixed}, real=real, fitted=fitted, start=history[0]["stats"],
         fitted_keys=tuple(k for k in keys if k not in direct), rounds=[_round_record(h) for h in history],
         users=users, seed=seed, seconds=time.perf_counter() - start_time)
+
+
+def _start_config(base_cfg: SimConfig, start: Mapping[str, float], fixed: Mapping[str, Any]) -> SimConfig:
+    """``base_cfg`` with the fit's ``start`` values; ConfigError for a key that is not fitted or is fixed."""
+    for key in start:
+        if key not in START_KEYS:
+            raise ConfigError(f"start key '{key}' is not a fitted knob; choose among: {', '.join(START_KEYS)}")
+        if key in fixed:
+            raise ConfigError(f"start key '{key}' is also a fixed override: a fixed knob is not fitted")
+    return SimConfig.from_dict(dict(start), base=base_cfg)
 
 
 def _round_record(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from driftrec.agents.model_file import ModelFileError, check_supervised_file, unreadable
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import Examples, FeatureSpec
 from driftrec.agents.supervised.losses import balanced_pos_weight, logit_offset, next_item_loss, weighted_bce
@@ -483,16 +484,15 @@ def make_model(kind: str, spec: FeatureSpec, cfg: SupervisedConfig, seed: int = 
 
 
 def load_model(path: str | Path) -> SupervisedModel:
-    """The model saved at ``path`` by :meth:`SupervisedModel.save` (ConfigError when unreadable)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"model file {path}: no such file")
+    """The model saved at ``path`` by :meth:`SupervisedModel.save`; a missing, truncated or foreign
+    file raises :class:`~driftrec.agents.model_file.ModelFileError` (one line naming the file)."""
+    path = check_supervised_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt or foreign file
-        raise ConfigError(f"model file {path}: not a driftrec model ({' '.join(str(err).split())[:200]})") from None
+        raise unreadable(path, "supervised model", err) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"model file {path}: not a driftrec supervised model (format {CHECKPOINT_FORMAT})")
+        raise ModelFileError(f"model file '{path}': not a driftrec supervised model (format {CHECKPOINT_FORMAT})")
     if "log_spec" in ckpt:
         spec = FeatureSpec.from_state(ckpt["log_spec"])
     else:
