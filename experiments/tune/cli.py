@@ -84,8 +84,8 @@ def run_tune_cli(args: argparse.Namespace) -> int:
         for key, value in result.best_params.items():
             table.add_row(f"  {escape(key)}", escape(_fmt(value)))
         if result.best_test_value is not None:
-            table.add_row("test", f"{escape(result.metric)} {result.best_test_value:.6g} (held-out, of the best "
-                                  "trial only; never selected on)")
+            table.add_row("test", f"{escape(result.metric)} {result.best_test_value:.6g} (held-out; the best trial "
+                                  "only, never selected on)")
     table.add_row("files", escape(", ".join(p.name for p in result.files)) + f" in {escape(str(result.study_dir))}")
     Console().print(table)
     for note in result.notes:

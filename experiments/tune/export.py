@@ -86,8 +86,11 @@ def _write_best(path: Path, setup: StudySetup, best: FrozenTrial, values: dict[s
     names the chosen trial's validation value and (supervised) its held-out test value."""
     config, space = setup.config, setup.space
     header = [f"# driftrec tune {config.algo}: study '{config.study}', best of {complete} complete trials "
-              f"(trial {best.number}), validation {space.metric} {best.value:.6g} ({space.direction})",
-              f"# preset {config.preset}" + (f", simulator keys {describe(setup.settings['overrides'])}"
+              f"(trial {best.number}), validation {space.metric} {best.value:.6g} ({space.direction})"]
+    if test is not None:
+        header.append(f"# held-out test {space.metric} of trial {best.number}: {test:.6g} (reported, never "
+                      "selected on)")
+    header += [f"# preset {config.preset}" + (f", simulator keys {describe(setup.settings['overrides'])}"
                                              if setup.settings["overrides"] else "") + f", seed {config.seed}; "
               f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}"]
     settings = setup.trial_settings(values)
@@ -100,9 +103,6 @@ def _write_best(path: Path, setup: StudySetup, best: FrozenTrial, values: dict[s
             settings["policy_kwargs"] = parse_policy_kwargs(settings["policy_kwargs"])
         data: dict[str, Any] = {config.preset: plain(settings)}
     else:
-        if test is not None:
-            header.append(f"# held-out test {space.metric} of trial {best.number}: {test:.6g} (reported, never "
-                          "selected on)")
         header.append(f"# SupervisedConfig keys: compare's `supervised:` mapping, or driftrec train {config.algo} "
                       "--set KEY=VALUE ...")
         data = plain(settings)

@@ -31,7 +31,7 @@ from driftrec.experiments.tune.settings import TuneConfig
 
 if TYPE_CHECKING:  # optuna takes a second to import: `driftrec presets` should not wait
     import optuna
-    from optuna.storages import BaseStorage
+    from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
     from optuna.trial import FrozenTrial, Trial
 
 STALE_BEATS = 3  # a trial whose worker missed this many heartbeats is failed and re-queued
@@ -77,11 +77,7 @@ class Store:
     poll: float  # seconds between looks at other workers' running trials
 
     def __init__(self) -> None:
-        from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-        # Optuna's re-queue of a trial whose worker died: a WAITING copy with its parameters, which
-        # records the trials it re-runs (:func:`retry_history`); at most MAX_RETRY copies of a trial
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        self.retry = retry_callback()  # re-queues a trial whose worker died
 
     def reserve(self) -> contextlib.AbstractContextManager[None]:
         """The study's reservation lock: held while counting trials and taking one."""
@@ -262,6 +258,15 @@ def open_store(config: TuneConfig) -> Store:
     return PostgresStore(config.storage, config.study, config.heartbeat)
 
 
+def retry_callback() -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's re-queue of a trial whose worker died: a WAITING copy with its parameters (and user
+    attributes) that records the trials it re-runs (:func:`retry_history`); at most
+    :data:`MAX_RETRY` copies of one trial."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+
 def retry_history(trial: FrozenTrial) -> list[int]:
     """The trials that ``trial`` re-runs, oldest first, as Optuna's retry callback records them
     (empty for a trial that is no retry)."""
@@ -270,11 +275,11 @@ def retry_history(trial: FrozenTrial) -> list[int]:
     return RetryHeartbeatStaleTrialCallback.retry_history(trial)
 
 
-def label_retry(study: optuna.Study, storage: BaseStorage, trial: Trial) -> None:
+def label_retry(trial: Trial) -> None:
     """Name in a re-queued ``trial``'s user attributes (so in ``trials.csv``) the trial it replaces
     (``retry_of``) and its retries so far (``retries``). Optuna's callback copied the failed trial's
     attributes with its parameters: the failed run's ``error`` does not describe this one."""
-    history = retry_history(storage.get_trial(storage_trial_id(storage, study, trial.number)))
+    history = retry_history(trial.storage.get_trial(storage_trial_id(trial.storage, trial.study, trial.number)))
     if history:
         trial.set_user_attr("retry_of", history[-1])
         trial.set_user_attr("retries", len(history))

@@ -146,7 +146,7 @@ def take_trial(study: optuna.Study, store: Store, setup: StudySetup, worker: str
             study.sampler = trial_sampler(setup, len(every))
             trial = study.ask()  # pops a WAITING trial (a re-queued one) if there is one
             trial.set_user_attr("worker", worker)
-            label_retry(study, store.storage, trial)
+            label_retry(trial)
             return trial
         return WAIT if states[TrialState.RUNNING] else None
 
