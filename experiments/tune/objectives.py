@@ -120,7 +120,8 @@ def _supervised_objective(setup: StudySetup) -> Callable[[Trial], float]:
                                    preset=config.preset, **dict(config.overrides), **params)
         trial.set_user_attr("test_metrics", _numbers(metrics["summary"]))
         if "validation" not in metrics:
-            raise ValueError("no validation examples: the training data's latest val_frac holds no click")
+            raise ValueError("no validation examples: too few clicks in the training data to hold out its latest "
+                             "val_frac")
         validation = _numbers(headline(metrics["validation"], SupervisedConfig.from_dict(params).top_k))
         trial.set_user_attr("metrics", validation)
         if validation.get(metric) is None:
