@@ -8,7 +8,9 @@ and writes ``model.pt``, ``metrics.json`` and ``config.yaml`` into the output fo
 Splits (all by time, never at random, so no example is scored with a model that saw its future):
 
 - test: the latest ``holdout_frac`` of the examples (split at a timestamp; ties go to the test);
-- the rest is training data; its latest ``val_frac`` is the validation set for early stopping;
+- the rest is training data; its latest ``val_frac`` is the validation set for early stopping
+  (``metrics.json`` reports the final model's metrics on it as ``validation``: what a hyperparameter
+  search selects on, never the test);
 - with ``finetune_days=D`` the training data is split again at ``test cut - D``: the model is
   pretrained on the older part (with its own validation tail), then fine-tuned on the recent
   window as :func:`driftrec.agents.supervised.adapt.finetune` does it (a lower learning rate,
@@ -146,7 +148,8 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     clicked_before_test = rest.item[rest.click > 0]
     training: dict[str, Any] = {}
     phase, data = phases[0]
-    training[phase] = _report_dict(_fit_phase(model, data, cfg, seed, phase), data, cfg)
+    report, validation = _fit_phase(model, data, cfg, seed, phase)
+    training[phase] = _report_dict(report, data, cfg)
     if finetune_days is not None:
         result["pretrain_test"] = evaluate(model, test, clicked_before_test)
         before = _flat_params(model)
@@ -161,6 +164,8 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     result["training"] = training
     result["logit_offset"] = {"click": float(model.logit_offset[0]), "purchase": float(model.logit_offset[1])}
     result["test"] = evaluate(model, test, clicked_before_test)
+    if validation is not None and finetune_days is None:  # a fine-tuned model has seen past its validation
+        result["validation"] = evaluate(model, *validation)
     result["train_seconds"] = time.perf_counter() - start
 
     out.mkdir(parents=True, exist_ok=True)
@@ -180,13 +185,7 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
 def summary(result: dict[str, Any], top_k: int = 10) -> dict[str, Any]:
     """The headline numbers of a result, flat (for the CLI's table): held-out click and purchase
     AUC and log-loss, click F1, HR@k and NDCG@k of the model and of popularity, examples, seconds."""
-    test = result["test"]
-    out = {"click_auc": test["click"]["auc"], "click_logloss": test["click"]["logloss"],
-           "click_f1": test["click"]["f1"], "purchase_auc": test["purchase"]["auc"],
-           "purchase_logloss": test["purchase"]["logloss"],
-           f"hr@{top_k}": test["ranking"][f"hr@{top_k}"], f"ndcg@{top_k}": test["ranking"][f"ndcg@{top_k}"],
-           f"popularity_hr@{top_k}": test["popularity"][f"hr@{top_k}"],
-           f"popularity_ndcg@{top_k}": test["popularity"][f"ndcg@{top_k}"]}
+    out = headline(result["test"], top_k)
     if "pretrain_test" in result:
         out["pretrain_click_auc"] = result["pretrain_test"]["click"]["auc"]
         out["pretrain_click_logloss"] = result["pretrain_test"]["click"]["logloss"]
@@ -195,7 +194,21 @@ def summary(result: dict[str, Any], top_k: int = 10) -> dict[str, Any]:
     return out
 
 
-def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, seed: int, phase: str) -> FitReport:
+def headline(metrics: dict[str, Any], top_k: int = 10) -> dict[str, Any]:
+    """The headline numbers of one :func:`~driftrec.agents.supervised.base.evaluate` result, flat: click
+    and purchase AUC and log-loss, click F1, HR@k and NDCG@k of the model and of popularity."""
+    return {"click_auc": metrics["click"]["auc"], "click_logloss": metrics["click"]["logloss"],
+            "click_f1": metrics["click"]["f1"], "purchase_auc": metrics["purchase"]["auc"],
+            "purchase_logloss": metrics["purchase"]["logloss"],
+            f"hr@{top_k}": metrics["ranking"][f"hr@{top_k}"], f"ndcg@{top_k}": metrics["ranking"][f"ndcg@{top_k}"],
+            f"popularity_hr@{top_k}": metrics["popularity"][f"hr@{top_k}"],
+            f"popularity_ndcg@{top_k}": metrics["popularity"][f"ndcg@{top_k}"]}
+
+
+def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, seed: int,
+               phase: str) -> tuple[FitReport, tuple[Examples, np.ndarray] | None]:
+    """Fit on ``data`` with early stopping on its latest ``val_frac``; returns the report and the
+    validation examples with the items clicked in training before them (None without validation)."""
     train_mask, val_mask, _ = chronological_split(data.time, cfg.val_frac)
     train, val = data.take(train_mask), data.take(val_mask)
     if not (train.click > 0).any():  # a tiny log: train on everything, stop by epochs
@@ -206,9 +219,10 @@ def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, se
 
     report = fit(model, train, val, epochs=cfg.epochs, lr=cfg.lr, patience=cfg.patience, seed=seed,
                  on_epoch=on_epoch)
-    if val is not None:
-        model.recalibrate(val)
-    return report
+    if val is None:
+        return report, None
+    model.recalibrate(val)
+    return report, (val, train.item[train.click > 0])
 
 
 def _require(examples: Examples, message: str) -> None:

@@ -7,7 +7,8 @@ authentication for the one local user), yields a ``postgresql://`` URL and stops
 removes the folder afterwards. PostgreSQL refuses to run as root: as root the server runs as the
 ``postgres`` user (created by the Debian package) or ``nobody``, which owns the folder. Where no
 server can be started (no binaries, no unprivileged user, initdb or start failing) it skips the
-test, saying why.
+test, saying why; under CI (``CI=true``, which ``.ci/run`` and CI services set) it fails it
+instead, so CI never passes without running the PostgreSQL tests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -43,6 +45,13 @@ def postgres_bin() -> Path | None:
     return max(candidates, key=version) if candidates else None
 
 
+def unavailable(reason: str) -> NoReturn:
+    """No server can be started: fail the test under CI (``CI=true``), skip it elsewhere."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def _run_as() -> pwd.struct_passwd | None:
     """The unprivileged account the server runs as when this process is root (None: run as ourselves)."""
     if os.geteuid() != 0:
@@ -50,8 +59,7 @@ def _run_as() -> pwd.struct_passwd | None:
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
-    pytest.skip("PostgreSQL cannot run as root and there is no 'postgres' or 'nobody' user to run it as")
-    return None  # unreachable: skip raises
+    unavailable("PostgreSQL cannot run as root and there is no 'postgres' or 'nobody' user to run it as")
 
 
 def _free_port() -> int:
@@ -69,7 +77,7 @@ def postgres_server(user: str = "driftrec", database: str = "postgres") -> Itera
     """Start a server, yield ``postgresql://USER@127.0.0.1:PORT/DATABASE``, stop it afterwards."""
     bindir = postgres_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed: no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin "
+        unavailable("PostgreSQL is not installed: no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin "
                     "(.ci/run installs Debian's postgresql package)")
     account = _run_as()
     folder = Path(tempfile.mkdtemp(prefix="driftrec-pg-"))
@@ -84,14 +92,14 @@ def postgres_server(user: str = "driftrec", database: str = "postgres") -> Itera
         init = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8",
                                "--no-locale", "--no-sync"], **kwargs)
         if init.returncode:
-            pytest.skip(f"PostgreSQL initdb failed: {_tail(init.stderr or init.stdout)}")
+            unavailable(f"PostgreSQL initdb failed: {_tail(init.stderr or init.stdout)}")
         port = _free_port()
         options = f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off -c max_connections=50"
         start = subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"),
                                 "-w", "-t", "60", "start"], **kwargs)
         if start.returncode:
             log = (folder / "log").read_text() if (folder / "log").is_file() else ""
-            pytest.skip(f"PostgreSQL did not start: {_tail(log or start.stderr or start.stdout)}")
+            unavailable(f"PostgreSQL did not start: {_tail(log or start.stderr or start.stdout)}")
         started = True
         yield f"postgresql://{user}@127.0.0.1:{port}/{database}"
     finally:

@@ -31,8 +31,21 @@ from driftrec.agents.rl import build_agent, check_hyperparams, load_hyperparams
 from driftrec.agents.supervised import SupervisedConfig, train_supervised
 from driftrec.envs.config import ConfigError
 from driftrec.envs.vector import ShopSimVecEnv
-from driftrec.experiments import tune
 from driftrec.experiments.cli import main
+from driftrec.experiments.tune.settings import TuneConfig, study_setup
+from driftrec.experiments.tune.space import RL, TUNABLE, Param, lay_over, load_search_space, search_space_file
+from driftrec.experiments.tune.storage import (
+    MAX_RETRY,
+    STALE_BEATS,
+    PostgresStore,
+    counted_trials,
+    label_retry,
+    open_store,
+    retry_callback,
+    retry_history,
+    storage_trial_id,
+)
+from driftrec.experiments.tune.worker import WAIT, open_study, optuna_quiet, run_trial, take_trial, trial_sampler
 
 TINY = ["--preset", "stationary", "--set", "n_items=20", "--set", "n_categories=4", "--set", "horizon_days=0.25"]
 RL_BUDGET = ["--timesteps", "512", "--users", "16", "--eval-users", "8"]
@@ -93,20 +106,20 @@ def cli_process(*argv: str) -> subprocess.Popen[str]:
 
 # ------------------------------------------------------------------------------------- search spaces
 @pytest.mark.filterwarnings("ignore:You have specified a mini-batch size", "ignore:The number of environments")
-@pytest.mark.parametrize("algo", tune.TUNABLE)
+@pytest.mark.parametrize("algo", TUNABLE)
 def test_packaged_spaces_load_and_sample_valid_settings(algo: str) -> None:
     """Every packaged space is valid, and what it samples is accepted by the trainer (RL: builds an agent)."""
-    space = tune.load_search_space(algo)
-    assert space.path == tune.search_space_file(algo) and space.path.is_file()
-    assert space.direction == ("maximize" if algo in tune.RL else "minimize")
+    space = load_search_space(algo)
+    assert space.path == search_space_file(algo) and space.path.is_file()
+    assert space.direction == ("maximize" if algo in RL else "minimize")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     env = ShopSimVecEnv(4, preset="stationary", n_items=20, n_categories=4, horizon_days=0.25)
     for _ in range(3):
         trial = study.ask()
         values = space.sample(trial)
         assert set(values) == {p.name for p in space.params}
-        if algo in tune.RL:
-            hp = tune.lay_over(tune.lay_over(load_hyperparams(algo, "stationary"), space.fixed), values)
+        if algo in RL:
+            hp = lay_over(lay_over(load_hyperparams(algo, "stationary"), space.fixed), values)
             check_hyperparams(algo, hp)
             build_agent(algo, env, {**hp, "buffer_size": 1000} if algo == "dqn" else hp, seed=0)
         else:
@@ -116,7 +129,7 @@ def test_packaged_spaces_load_and_sample_valid_settings(algo: str) -> None:
 
 
 def test_labelled_choices_stand_for_their_values(tmp_path: Path) -> None:
-    space = tune.load_search_space("ppo")
+    space = load_search_space("ppo")
     net_arch = next(p for p in space.params if p.name == "policy_kwargs.net_arch")
     assert net_arch.choices == ("tiny", "small", "medium")
     assert space.values({"policy_kwargs.net_arch": "small", "gamma": 0.99}) == \
@@ -124,10 +137,10 @@ def test_labelled_choices_stand_for_their_values(tmp_path: Path) -> None:
     first = net_arch.value("tiny")
     first.append(1)  # a copy: trials never share a list
     assert net_arch.value("tiny") == [64]
-    flags = tune.Param("x", choices=(1, True), values=(1, True))  # 1 == True, but they are two choices
+    flags = Param("x", choices=(1, True), values=(1, True))  # 1 == True, but they are two choices
     assert flags.value(True) is True and flags.value(1) == 1 and not isinstance(flags.value(1), bool)
     base = {"policy_kwargs": "dict(net_arch=[128, 128], activation_fn=nn.ReLU)", "gamma": 0.9}
-    assert tune.lay_over(base, {"policy_kwargs.activation_fn": "tanh", "gamma": 0.5}) == \
+    assert lay_over(base, {"policy_kwargs.activation_fn": "tanh", "gamma": 0.5}) == \
         {"policy_kwargs": {"net_arch": [128, 128], "activation_fn": "tanh"}, "gamma": 0.5}
 
 
@@ -155,7 +168,7 @@ def test_space_mistakes_are_one_line_naming_the_file(tmp_path: Path, algo: str, 
                                                      needles: list[str]) -> None:
     path = write_space(tmp_path / "space.yml", space)
     with pytest.raises(ConfigError) as err:
-        tune.load_search_space(algo, path)
+        load_search_space(algo, path)
     message = str(err.value)
     assert "\n" not in message and str(path) in message, message
     for needle in needles:
@@ -163,31 +176,34 @@ def test_space_mistakes_are_one_line_naming_the_file(tmp_path: Path, algo: str, 
 
 
 def test_counted_trials_let_a_requeued_trial_replace_the_failed_one() -> None:
+    retry_trial = retry_callback()  # Optuna's RetryHeartbeatStaleTrialCallback, as the stores call it
     study = optuna.create_study()
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     study.tell(trial, 0.5)
     dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     study.tell(dead, state=TrialState.FAIL)
-    tune.retry_trial(study, study.trials[dead.number])
+    retry_trial(study, study.trials[dead.number])
     trials = study.get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
-    assert trials[2].params == trials[1].params and trials[2].user_attrs == {"retry_of": 1, "retries": 1}
-    assert [t.number for t in tune.counted_trials(trials)] == [0, 2]
-    for _ in range(tune.MAX_RETRY):  # the copies die too: after MAX_RETRY re-queues the failure stands
+    assert trials[2].params == trials[1].params and retry_history(trials[2]) == [1]
+    assert [t.number for t in counted_trials(trials)] == [0, 2]
+    for _ in range(MAX_RETRY):  # the copies die too: after MAX_RETRY re-queues the failure stands
         last = study.ask()
+        label_retry(last)  # as the worker that takes the copy does
         study.tell(last, state=TrialState.FAIL)
-        tune.retry_trial(study, study.trials[last.number])
-    counted = tune.counted_trials(study.get_trials(deepcopy=False))
+        retry_trial(study, study.trials[last.number])
+    counted = counted_trials(study.get_trials(deepcopy=False))
     assert [t.state for t in counted] == [TrialState.COMPLETE, TrialState.FAIL]
-    assert counted[1].user_attrs["retries"] == tune.MAX_RETRY and len(study.trials) == 2 + tune.MAX_RETRY
+    assert counted[1].user_attrs["retries"] == MAX_RETRY and len(study.trials) == 2 + MAX_RETRY
+    assert study.trials[2].user_attrs == {"retry_of": 1, "retries": 1}
 
 
 def test_trial_samplers_are_seeded_by_trial_number() -> None:
     """Trial k's proposal depends on (--seed, k) only: reproducible, and never the same on two workers."""
-    setup = tune._setup(tune.TuneConfig("mlp", "s", 3, preset="stationary", seed=5))
+    setup = study_setup(TuneConfig("mlp", "s", 3, preset="stationary", seed=5))
 
     def first_proposal(number: int, seed: int = 5) -> dict[str, Any]:
-        study = optuna.create_study(sampler=tune._sampler(dataclasses.replace(
+        study = optuna.create_study(sampler=trial_sampler(dataclasses.replace(
             setup, config=dataclasses.replace(setup.config, seed=seed)), number))
         return setup.space.sample(study.ask())
 
@@ -353,10 +369,19 @@ def test_supervised_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     folder = tmp_path / "mlp-tiny"
     study = load_journal_study(folder)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    for trial in study.trials:  # the value is the held-out metric train_supervised wrote
+    for trial in study.trials:  # the value is the validation metric train_supervised wrote, never the test one
         metrics = yaml.safe_load((folder / "trials" / f"{trial.number:04d}" / "metrics.json").read_text())
-        assert trial.value == pytest.approx(metrics["summary"]["click_auc"], abs=1e-12)
+        assert trial.value == pytest.approx(metrics["validation"]["click"]["auc"], abs=1e-12)
         assert 0.0 < trial.value < 1.0 and trial.user_attrs["metrics"]["click_auc"] == trial.value
+        test_auc = metrics["summary"]["click_auc"]  # the held-out test examples (later than the validation ones)
+        assert trial.user_attrs["test_metrics"]["click_auc"] == pytest.approx(test_auc, abs=1e-12)
+        assert trial.value != pytest.approx(test_auc, abs=1e-9), "the trial was selected on the test metric"
+    best_trial = study.best_trial
+    header = (folder / "best.yml").read_text().splitlines()[:2]
+    assert f"validation click_auc {best_trial.value:.6g} (maximize)" in header[0], header
+    assert header[1] == (f"# held-out test click_auc of trial {best_trial.number}: "
+                         f"{best_trial.user_attrs['test_metrics']['click_auc']:.6g} (reported, never selected on)")
+    assert "test_metrics" not in (folder / "trials.csv").read_text()  # the test numbers of the other trials
     best = yaml.safe_load((folder / "best.yml").read_text())
     assert set(best) == {"epochs", "patience", "lr", "hidden", "layers"}
     assert best["lr"] == pytest.approx(study.best_trial.params["lr"], rel=1e-12)
@@ -364,7 +389,9 @@ def test_supervised_study_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     SupervisedConfig.from_dict(best)  # valid SupervisedConfig keys
     again = train_supervised("mlp", folder / "logs.parquet", tmp_path / "again", seed=0, preset="stationary",
                              n_items=20, n_categories=4, horizon_days=2.0, **best)
-    assert again["summary"]["click_auc"] == pytest.approx(study.best_value, abs=1e-9)  # reproducible
+    assert again["validation"]["click"]["auc"] == pytest.approx(study.best_value, abs=1e-9)  # reproducible
+    assert again["summary"]["click_auc"] == pytest.approx(best_trial.user_attrs["test_metrics"]["click_auc"],
+                                                          abs=1e-9)
     code, out, _ = run_cli(capsys, *argv, "--trials", "3")  # resume: the log is reused, one more trial
     assert code == 0 and "simulated the log" not in out and len(load_journal_study(folder).trials) == 3
 
@@ -400,7 +427,7 @@ def test_killed_worker_trial_fails_and_reruns_with_its_parameters(tmp_path: Path
     assert all(t.state in FINISHED for t in trials[1:])
     retry = next(t for t in trials if t.user_attrs.get("retry_of") == 0)
     assert retry.params == killed.params and retry.user_attrs["retries"] == 1
-    counted = tune.counted_trials(trials)
+    counted = counted_trials(trials)
     assert len(counted) == 2 and all(t.state in FINISHED for t in counted)
 
 
@@ -452,37 +479,37 @@ def test_three_workers_share_one_postgres_study(postgres_url: str, tmp_path: Pat
 @pytest.mark.slow
 def test_stale_postgres_trial_is_failed_and_requeued(postgres_url: str, tmp_path: Path) -> None:
     """A trial whose heartbeat stopped (its worker died) is failed and re-queued by the next worker."""
-    config = tune.TuneConfig("ppo", "stale", 2, preset="stationary",
+    config = TuneConfig("ppo", "stale", 2, preset="stationary",
                              overrides={"n_items": 20, "n_categories": 4, "horizon_days": 0.25}, storage=postgres_url,
                              timesteps=512, users=16, eval_users=8, out=tmp_path,
                              space=write_space(tmp_path / "ppo.yml", PPO_SPACE), heartbeat=1, quiet=True)
-    with tune._optuna_quiet():
+    with optuna_quiet():
         _stale_trial_is_requeued(config)
 
 
-def _stale_trial_is_requeued(config: tune.TuneConfig) -> None:
-    setup = tune._setup(config)
-    store = tune.open_store(config)
-    assert isinstance(store, tune._PostgresStore)
-    study = tune._open_study(setup, store)
-    first = tune._take_trial(study, store, setup, "gone-worker")
-    assert first is not None and first is not tune._WAIT
+def _stale_trial_is_requeued(config: TuneConfig) -> None:
+    setup = study_setup(config)
+    store = open_store(config)
+    assert isinstance(store, PostgresStore)
+    study = open_study(setup, store)
+    first = take_trial(study, store, setup, "gone-worker")
+    assert first is not None and first is not WAIT
     first.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
-    store.storage.record_heartbeat(tune._trial_id(store.storage, study, first.number))
-    second = tune._take_trial(study, store, setup, "live-worker")
-    assert second is not None and second is not tune._WAIT and second.number == 1
+    store.storage.record_heartbeat(storage_trial_id(store.storage, study, first.number))
+    second = take_trial(study, store, setup, "live-worker")
+    assert second is not None and second is not WAIT and second.number == 1
     study.tell(second, 1.0)
     # both trials are taken: while the first one runs, a worker waits ...
-    assert tune._take_trial(study, store, setup, "live-worker") is tune._WAIT
-    time.sleep(tune.STALE_BEATS * config.heartbeat + 1.5)  # ... until its heartbeat is stale
-    retry = tune._take_trial(study, store, setup, "live-worker")
-    assert retry is not None and retry is not tune._WAIT
+    assert take_trial(study, store, setup, "live-worker") is WAIT
+    time.sleep(STALE_BEATS * config.heartbeat + 1.5)  # ... until its heartbeat is stale
+    retry = take_trial(study, store, setup, "live-worker")
+    assert retry is not None and retry is not WAIT
     trials = study.get_trials(deepcopy=False)
     assert trials[0].state == TrialState.FAIL and retry.number == 2
     assert trials[2].user_attrs["retry_of"] == 0 and trials[2].params == trials[0].params
     # the first worker was only slow: its late result is dropped, the re-queued copy stands
-    tune._run_trial(study, store, first, lambda trial: 3.0, config, 0)
+    run_trial(study, store, first, lambda trial: 3.0, config, 0)
     assert study.get_trials(deepcopy=False)[0].state == TrialState.FAIL
     study.tell(retry, 2.0)
-    assert tune._take_trial(study, store, setup, "live-worker") is None  # two counted trials: done
-    assert [t.value for t in tune.counted_trials(study.get_trials(deepcopy=False))] == [1.0, 2.0]
+    assert take_trial(study, store, setup, "live-worker") is None  # two counted trials: done
+    assert [t.value for t in counted_trials(study.get_trials(deepcopy=False))] == [1.0, 2.0]

@@ -1,0 +1,158 @@
+"""The objectives of ``driftrec tune`` trials: train once with the trial's hyperparameters and
+return a validation value; never a test one.
+
+- RL (ppo, dqn): a trial is a ``driftrec train`` run (:func:`driftrec.experiments.train.run_train`)
+  of ``--timesteps`` user-steps; its objective is the reward per user of the validation users
+  after the whole budget, and the validations along the way are the pruner's intermediate values.
+  Every trial meets the same training and validation users (``--seed``), so trials differ only in
+  their hyperparameters.
+- Supervised (mlp, gru, transformer): the logging policy's event log of ``--users`` users is
+  simulated once into the study folder (:func:`simulate_log`); a trial is a
+  :func:`driftrec.agents.supervised.train_supervised` run on it, judged on its validation
+  examples (the latest of the training data; the space's ``objective``, by default the click
+  log-loss). The held-out test metrics are recorded (``test_metrics``) for the chosen trial's
+  report only. Not pruned: ``train_supervised`` reports its metrics once, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from driftrec.experiments.tune.settings import StudySetup
+
+if TYPE_CHECKING:  # optuna takes a second to import: `driftrec presets` should not wait
+    from optuna.trial import Trial
+
+
+def make_objective(setup: StudySetup) -> Callable[[Trial], float]:
+    """The objective of ``setup``'s trials: train once, return the validation value."""
+    return _rl_objective(setup) if setup.rl else _supervised_objective(setup)
+
+
+def trial_dir(setup: StudySetup, trial: Trial) -> Path:
+    """The run folder of ``trial``, ``trials/NNNN`` in the study folder."""
+    return setup.config.study_dir / "trials" / f"{trial.number:04d}"
+
+
+def _rl_objective(setup: StudySetup) -> Callable[[Trial], float]:
+    """Train with the trial's hyperparameters; report each validation; the last one is the value."""
+    import optuna
+
+    from driftrec.experiments.train import RLTrainConfig, run_train
+
+    config = setup.config
+    timesteps = int(setup.base_hp["n_timesteps"])
+
+    def objective(trial: Trial) -> float:
+        hp = setup.trial_settings(setup.space.sample(trial))
+        reporter = _validation_reporter(trial)
+        result = run_train(RLTrainConfig(
+            config.algo, trial_dir(setup, trial), preset=config.preset, overrides=dict(config.overrides),
+            hyperparams=hp, timesteps=timesteps, users=int(setup.base_hp["n_envs"]), seed=config.seed,
+            eval_freq=max(timesteps // setup.space.evaluations, 1), eval_users=config.eval_users, checkpoint_freq=0,
+            overwrite=True), callbacks=[reporter])
+        trial.set_user_attr("timesteps", int(result.spec["timesteps"]))
+        if reporter.pruned:  # type: ignore[attr-defined]
+            raise optuna.TrialPruned()
+        evaluations = result.evaluations
+        if not evaluations:
+            raise RuntimeError("the trial made no validation")
+        return float(np.mean(evaluations["results"][-1]))
+
+    return objective
+
+
+def _validation_reporter(trial: Trial) -> Any:
+    """An SB3 callback that reports each new validation (SB3's EvalCallback, which ``run_train``
+    adds) to ``trial`` and stops training when the pruner says so."""
+    from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+
+    class ValidationReporter(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.eval: EvalCallback | None = None
+            self.seen = 0
+            self.pruned = False
+
+        def _on_training_start(self) -> None:
+            # run_train's callbacks are siblings in one CallbackList: find the EvalCallback in it
+            stack = [self.locals.get("callback")]
+            while stack:
+                cb = stack.pop()
+                if isinstance(cb, EvalCallback):
+                    self.eval = cb
+                stack.extend(getattr(cb, "callbacks", []))
+            if self.eval is None:
+                raise RuntimeError("run_train validates nothing: no EvalCallback to report from")
+
+        def _on_step(self) -> bool:
+            assert self.eval is not None
+            results = self.eval.evaluations_results
+            while self.seen < len(results):
+                self.seen += 1
+                trial.report(float(np.mean(results[self.seen - 1])), self.seen)
+                if trial.should_prune():
+                    self.pruned = True
+                    return False  # SB3 stops; run_train ends normally
+            return True
+
+    return ValidationReporter()
+
+
+def _supervised_objective(setup: StudySetup) -> Callable[[Trial], float]:
+    """Train on the study's log; the metric on the validation examples (the latest of the training
+    data, which early stopping watches) is the value. The held-out test metrics are kept as the
+    trial's ``test_metrics`` for the report of the chosen trial, never selected on."""
+    from driftrec.agents.supervised import SupervisedConfig, train_supervised
+    from driftrec.agents.supervised.train import headline
+
+    config = setup.config
+    logs = config.study_dir / "logs.parquet"
+    metric = setup.space.metric
+
+    def objective(trial: Trial) -> float:
+        params = setup.trial_settings(setup.space.sample(trial))
+        metrics = train_supervised(config.algo, logs, trial_dir(setup, trial), seed=config.seed,
+                                   preset=config.preset, **dict(config.overrides), **params)
+        trial.set_user_attr("test_metrics", _numbers(metrics["summary"]))
+        if "validation" not in metrics:
+            raise ValueError("no validation examples: too few clicks in the training data to hold out its latest "
+                             "val_frac")
+        validation = _numbers(headline(metrics["validation"], SupervisedConfig.from_dict(params).top_k))
+        trial.set_user_attr("metrics", validation)
+        if validation.get(metric) is None:
+            raise ValueError(f"the validation {metric} is undefined (too few clicks or purchases in the "
+                             "validation examples)")
+        return float(validation[metric])
+
+    return objective
+
+
+def _numbers(summary: Mapping[str, Any]) -> dict[str, float | int | None]:
+    """The numbers of a metrics summary (a trial's user attributes hold JSON)."""
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float)) or v is None}
+
+
+def simulate_log(setup: StudySetup, path: Path) -> int:
+    """The logging policy's events of the study's log users (seeds ``seed + i``), written atomically
+    to ``path`` (as compare's logs); returns the number of events."""
+    from driftrec.agents.policies import make_policy
+    from driftrec.envs.events import EventRecorder, EventWriter
+    from driftrec.envs.model import build_model
+    from driftrec.envs.rollout import rollout, train_seeds
+
+    users = int(setup.settings["log_users"])
+    model = build_model(setup.sim)
+    policy = make_policy("logging", model, users, setup.config.seed)
+    recorder = EventRecorder(model)
+    with EventWriter(path) as writer:
+        rollout(model, policy, train_seeds(setup.config.seed, users), recorder=recorder)
+        writer.write(recorder.to_table())
+        writer.write_users(recorder.users_table())
+    return int(writer.n_events)
+
+
