@@ -290,10 +290,10 @@ def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
     from driftrec.agents.policies import make_policy
     from driftrec.agents.supervised import FeatureSpec, SupervisedConfig, SupervisedPolicy, build_examples, fit
     from driftrec.agents.supervised import make_model as make_supervised
-    from driftrec.envs.events import EventRecorder, load_events, load_users
+    from driftrec.envs.events import EventWriter, load_events, load_users
     from driftrec.envs.model import build_model
     from driftrec.envs.presets import preset_config
-    from driftrec.envs.rollout import rollout, train_seeds
+    from driftrec.envs.rollout import simulate_log, train_seeds
 
     cfg = SupervisedConfig.from_dict({"preset": task["preset"], **task["config"]})
     sim_cfg = preset_config(task["preset"])
@@ -301,10 +301,10 @@ def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
             "history": build_model(dataclasses.replace(sim_cfg, obs_mode="history"))}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="driftrec-bench-log-") as tmp:  # the log as compare makes it
-        recorder = EventRecorder(sims["features"])
         logging = make_policy("logging", sims["features"], task["log_users"], 0)
-        rollout(sims["features"], logging, train_seeds(0, task["log_users"]), recorder=recorder)
-        path = recorder.write_parquet(Path(tmp) / "logs.parquet")
+        path = Path(tmp) / "logs.parquet"
+        with EventWriter(path) as writer:
+            simulate_log(sims["features"], logging, train_seeds(0, task["log_users"]), writer=writer)
         events, users = load_events(path), load_users(path)
     spec = FeatureSpec.from_config(sim_cfg)
     examples = build_examples(events, spec, users)

@@ -339,20 +339,17 @@ class World:
         """The logging policy's events on the log users (simulated once, then read back)."""
         if self._logs is not None:
             return self._logs
-        from driftrec.envs.events import EventRecorder, EventWriter, load_events
+        from driftrec.envs.events import EventWriter, load_events
 
         if not self.logs_path.is_file():
             from driftrec.agents.policies import make_policy
-            from driftrec.envs.rollout import rollout, train_seeds
+            from driftrec.envs.rollout import simulate_log, train_seeds
 
             start = time.perf_counter()
             self.folder.mkdir(parents=True, exist_ok=True)
             policy = make_policy("logging", self.model, self.cfg.log_users, self.seed, epsilon=self.cfg.epsilon)
-            recorder = EventRecorder(self.model)
-            with EventWriter(self.logs_path, self.sim_cfg) as writer:
-                rollout(self.model, policy, train_seeds(self.seed, self.cfg.log_users), recorder=recorder)
-                writer.write(recorder.to_table())
-                writer.write_users(recorder.users_table())  # the shop's records: demographics
+            with EventWriter(self.logs_path, self.sim_cfg) as writer:  # with the users table: demographics
+                simulate_log(self.model, policy, train_seeds(self.seed, self.cfg.log_users), writer=writer)
             wall = time.perf_counter() - start
             write_text(self.folder / "logs.json", json.dumps({"wall_s": wall, "events": writer.n_events}) + "\n")
             self.report(f"{self.name}: logged {writer.n_events:,} events of {self.cfg.log_users:,} users "
