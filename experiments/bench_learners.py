@@ -271,15 +271,15 @@ def _torch_threads(threads: int) -> Iterator[int]:
 
 def _measure_rl(algo: str, preset: str, steps: int, hyperparams: dict[str, Any], threads: int) -> dict[str, Any]:
     """One ``driftrec train`` run of ``steps`` user-steps, validation and checkpoints off, timed whole."""
-    from driftrec.experiments.train import RLTrainConfig, run_train
+    from driftrec.envs.presets import preset_config
+    from driftrec.experiments.train import train_policy
 
     with _torch_threads(threads) as used, tempfile.TemporaryDirectory(prefix="driftrec-bench-rl-") as tmp:
-        config = RLTrainConfig(algo, tmp, preset=preset, hyperparams=hyperparams, timesteps=steps, eval_freq=0,
-                               checkpoint_freq=0)
+        sim = preset_config(preset)
         start = time.perf_counter()
-        result = run_train(config)
+        spec = train_policy(algo, sim, tmp, preset=preset, settings=dict(
+            hyperparams=hyperparams, timesteps=steps, eval_freq=0, checkpoint_freq=0)).record
         seconds = time.perf_counter() - start
-    spec = result.spec
     return {"timesteps": int(spec["timesteps"]), "seconds": seconds, "learn_seconds": float(spec["wall_time_s"]),
             "n_envs": int(spec["hyperparams"]["n_envs"]), "torch_threads": used}
 

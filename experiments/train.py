@@ -25,6 +25,9 @@ evaluation) ``SEED + 3*10**9 + i``; ``driftrec evaluate --seed S`` judges on the
 ``driftrec train mlp|gru|transformer --logs FILE --out runs/NAME`` trains a supervised model on
 an event log (:func:`driftrec.agents.supervised.train_supervised`).
 
+Both go through :func:`train_policy`, the one entry point that trains one policy from a resolved
+SimConfig into a run folder: compare's cells, tuning's trials and notebooks call it too.
+
 ``driftrec evaluate runs/NAME [--preset P] --users N`` loads a model with its spec, checks that
 the requested environment has the spaces it was trained on, and prints reward per user with its
 95% bootstrap CI and the other metrics of :func:`driftrec.agents.evaluate.evaluate_policy`.
