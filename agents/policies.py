@@ -29,8 +29,7 @@ import numpy as np
 from gymnasium import spaces
 
 from driftrec.envs.config import ConfigError
-from driftrec.envs.events import EventRecorder
-from driftrec.envs.rollout import burn_in_seeds, rollout
+from driftrec.envs.rollout import burn_in_seeds, simulate_log
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -247,10 +246,8 @@ def burn_in_events(model: Any, seed: int | None, n_users: int = DEFAULT_BURN_IN_
     if n_users < 1:
         raise ConfigError(f"policy option 'burn_in_users' must be >= 1, got {n_users!r}")
     seeds = burn_in_seeds(0 if seed is None else seed, n_users)
-    recorder = EventRecorder(model)
     policy = RandomPolicy(model.action_space, n_users, seed=int(seeds[0]))
-    rollout(model, policy, seeds, recorder=recorder)
-    return recorder.to_table().to_pandas()
+    return simulate_log(model, policy, seeds).events.to_pandas()
 
 
 class LoggingPolicy(Policy):

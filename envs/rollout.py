@@ -2,7 +2,9 @@
 
 Every caller that runs a policy on simulated users (``driftrec simulate``, evaluation, the
 logging policy's burn-in, the harness) goes through :func:`rollout`, so they all step, drop
-finished users, record events and count outcomes the same way.
+finished users, record events and count outcomes the same way; every caller that wants the
+event log of such a run (a logging policy's training log, a burn-in, a calibration's log) goes
+through :func:`simulate_log`.
 
 ## Seeds: who the users are
 Each seed is one user living one life: user ``i`` is the first life of the stream of
@@ -32,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numba import njit
 
-from driftrec.envs.events import EventRecorder
+from driftrec.envs.events import EventRecorder, EventWriter
 from driftrec.envs.rng import user_keys
 from driftrec.envs.state import take_rows
 
@@ -171,6 +174,43 @@ def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
     if not parts:
         parts = [_rollout_group(model, policy, seeds, recorder, on_done, feed)]
     return parts[0] if len(parts) == 1 else UserStats.concat(parts)
+
+
+@dataclasses.dataclass
+class SimulatedLog:
+    """What :func:`simulate_log` made: the users' outcomes and their events."""
+
+    stats: UserStats  # per-user outcomes, in the order of the seeds
+    n_events: int  # events recorded
+    events: pa.Table | None  # every event (EVENT_SCHEMA), sorted by user and time; None when streamed to a writer
+
+
+def simulate_log(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *, writer: EventWriter | None = None,
+                 batch: int = 4096, on_done: Callable[[int], Any] | None = None) -> SimulatedLog:
+    """The event log of ``policy`` serving the users of ``seeds`` (one :func:`rollout`).
+
+    Users go in groups of ``batch``, as in :func:`rollout` (``on_done`` as there). With a
+    ``writer`` (an :class:`EventWriter`), each group's events and its users table
+    (:meth:`EventRecorder.users_table`: the shop's records of them) are written as the group ends,
+    so memory stays bounded, and ``events`` is None; without one, ``events`` holds the whole log.
+    Either way the rows are those of one recorder over all the users: groups are consecutive
+    seeds and a log is sorted by user, so their tables follow one another.
+    """
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    recorder = EventRecorder(model)
+    parts, n_events = [], 0
+    for lo in range(0, max(len(seeds), 1), batch):
+        parts.append(rollout(model, policy, seeds[lo:lo + batch], recorder=recorder, batch=batch, on_done=on_done))
+        if writer is not None:
+            n_events += recorder.n_events
+            writer.write(recorder.to_table())
+            writer.write_users(recorder.users_table())
+            recorder.clear()
+    if writer is not None:
+        return SimulatedLog(UserStats.concat(parts), n_events, None)
+    return SimulatedLog(UserStats.concat(parts), recorder.n_events, recorder.to_table())
 
 
 def policy_act(policy: Policy, model: Any, state: Any) -> tuple[np.ndarray, np.ndarray | None]:

@@ -271,15 +271,15 @@ def _torch_threads(threads: int) -> Iterator[int]:
 
 def _measure_rl(algo: str, preset: str, steps: int, hyperparams: dict[str, Any], threads: int) -> dict[str, Any]:
     """One ``driftrec train`` run of ``steps`` user-steps, validation and checkpoints off, timed whole."""
-    from driftrec.experiments.train import RLTrainConfig, run_train
+    from driftrec.envs.presets import preset_config
+    from driftrec.experiments.train import train_policy
 
     with _torch_threads(threads) as used, tempfile.TemporaryDirectory(prefix="driftrec-bench-rl-") as tmp:
-        config = RLTrainConfig(algo, tmp, preset=preset, hyperparams=hyperparams, timesteps=steps, eval_freq=0,
-                               checkpoint_freq=0)
+        sim = preset_config(preset)
         start = time.perf_counter()
-        result = run_train(config)
+        spec = train_policy(algo, sim, tmp, preset=preset, settings=dict(
+            hyperparams=hyperparams, timesteps=steps, eval_freq=0, checkpoint_freq=0)).record
         seconds = time.perf_counter() - start
-    spec = result.spec
     return {"timesteps": int(spec["timesteps"]), "seconds": seconds, "learn_seconds": float(spec["wall_time_s"]),
             "n_envs": int(spec["hyperparams"]["n_envs"]), "torch_threads": used}
 
@@ -290,10 +290,10 @@ def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
     from driftrec.agents.policies import make_policy
     from driftrec.agents.supervised import FeatureSpec, SupervisedConfig, SupervisedPolicy, build_examples, fit
     from driftrec.agents.supervised import make_model as make_supervised
-    from driftrec.envs.events import EventRecorder, load_events, load_users
+    from driftrec.envs.events import EventWriter, load_events, load_users
     from driftrec.envs.model import build_model
     from driftrec.envs.presets import preset_config
-    from driftrec.envs.rollout import rollout, train_seeds
+    from driftrec.envs.rollout import simulate_log, train_seeds
 
     cfg = SupervisedConfig.from_dict({"preset": task["preset"], **task["config"]})
     sim_cfg = preset_config(task["preset"])
@@ -301,10 +301,10 @@ def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
             "history": build_model(dataclasses.replace(sim_cfg, obs_mode="history"))}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="driftrec-bench-log-") as tmp:  # the log as compare makes it
-        recorder = EventRecorder(sims["features"])
         logging = make_policy("logging", sims["features"], task["log_users"], 0)
-        rollout(sims["features"], logging, train_seeds(0, task["log_users"]), recorder=recorder)
-        path = recorder.write_parquet(Path(tmp) / "logs.parquet")
+        path = Path(tmp) / "logs.parquet"
+        with EventWriter(path) as writer:
+            simulate_log(sims["features"], logging, train_seeds(0, task["log_users"]), writer=writer)
         events, users = load_events(path), load_users(path)
     spec = FeatureSpec.from_config(sim_cfg)
     examples = build_examples(events, spec, users)

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from driftrec.envs.config import ConfigError, SimConfig
@@ -149,17 +150,15 @@ def simulate_log(cfg: SimConfig, users: int, seed: int, groups: int = 1) -> pd.D
     the log pools several burn-ins instead of hanging on one burn-in's top item.
     """
     from driftrec.agents.policies import make_policy
-    from driftrec.envs.events import EventRecorder
     from driftrec.envs.model import build_model
-    from driftrec.envs.rollout import eval_seeds, rollout
+    from driftrec.envs.rollout import eval_seeds, simulate_log
 
     model = build_model(cfg)
-    recorder = EventRecorder(model)
-    seeds = eval_seeds(seed, users)
-    for g, part in enumerate(np.array_split(seeds, max(1, min(groups, users)))):
-        policy = make_policy("logging", model, len(part), seed + g)
-        rollout(model, policy, part, recorder=recorder)
-    return recorder.to_table().to_pandas()
+    parts = np.array_split(eval_seeds(seed, users), max(1, min(groups, users)))
+    # groups are consecutive seeds, so their logs (each sorted by user) follow one another
+    logs = [simulate_log(model, make_policy("logging", model, len(part), seed + g), part).events
+            for g, part in enumerate(parts)]
+    return pa.concat_tables(logs).to_pandas()
 
 
 def direct_overrides(real: LogStats, base_cfg: SimConfig, max_days: float) -> dict[str, Any]:

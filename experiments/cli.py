@@ -25,10 +25,10 @@ from rich.table import Table
 
 from driftrec.agents.policies import DEFAULT_BURN_IN_USERS, POLICIES, make_policy
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.events import EventLogError, EventRecorder, EventWriter, load_events
+from driftrec.envs.events import EventLogError, EventWriter, load_events
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, preset_config
-from driftrec.envs.rollout import rollout, train_seeds
+from driftrec.envs.rollout import simulate_log, train_seeds
 
 EXIT_USAGE = 2
 
@@ -117,18 +117,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     policy = make_policy(args.policy, model, args.users, args.seed, **policy_options(args))
 
     start = time.perf_counter()
-    total_reward = 0.0
     with _progress(args.users) as (progress, task), EventWriter(args.out, cfg) as writer:
-        recorder = EventRecorder(model)
-        all_seeds = train_seeds(args.seed, args.users)
-        for lo in range(0, args.users, args.batch):
-            stats = rollout(model, policy, all_seeds[lo:lo + args.batch], recorder=recorder, batch=args.batch,
-                            on_done=lambda k: progress.advance(task, k))
-            total_reward += float(stats.reward.sum())
-            writer.write(recorder.to_table())
-            writer.write_users(recorder.users_table())
-            recorder.clear()
+        log = simulate_log(model, policy, train_seeds(args.seed, args.users), writer=writer, batch=args.batch,
+                           on_done=lambda k: progress.advance(task, k))
     wall = time.perf_counter() - start
+    total_reward = float(log.stats.reward.sum())
     print(f"simulated {args.users} users ({args.preset}, {cfg.horizon_days:g} days, policy {args.policy}): "
           f"{writer.n_events} events, reward per user {total_reward / args.users:.4f}, "
           f"{wall:.1f} s -> {args.out}")

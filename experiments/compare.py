@@ -304,8 +304,8 @@ class World:
         self.cfg, self.preset, self.seed, self.report = cfg, resolved.name, seed, report
         self.folder = run / "cells" / self.preset / f"seed{seed}"
         base = preset_config(preset, cfg.sim)
-        self.overrides = {**file_keys, **dict(cfg.sim), "world_seed": base.world_seed + seed}
-        self.sim_cfg = preset_config(self.base_preset, self.overrides)
+        overrides = {**file_keys, **dict(cfg.sim), "world_seed": base.world_seed + seed}
+        self.sim_cfg = preset_config(self.base_preset, overrides)  # resolved once: every cell takes it
         self.model = build_model(self.sim_cfg)
         self._history_model: Any = None
         self._logs: pd.DataFrame | None = None
@@ -339,20 +339,17 @@ class World:
         """The logging policy's events on the log users (simulated once, then read back)."""
         if self._logs is not None:
             return self._logs
-        from driftrec.envs.events import EventRecorder, EventWriter, load_events
+        from driftrec.envs.events import EventWriter, load_events
 
         if not self.logs_path.is_file():
             from driftrec.agents.policies import make_policy
-            from driftrec.envs.rollout import rollout, train_seeds
+            from driftrec.envs.rollout import simulate_log, train_seeds
 
             start = time.perf_counter()
             self.folder.mkdir(parents=True, exist_ok=True)
             policy = make_policy("logging", self.model, self.cfg.log_users, self.seed, epsilon=self.cfg.epsilon)
-            recorder = EventRecorder(self.model)
-            with EventWriter(self.logs_path, self.sim_cfg) as writer:
-                rollout(self.model, policy, train_seeds(self.seed, self.cfg.log_users), recorder=recorder)
-                writer.write(recorder.to_table())
-                writer.write_users(recorder.users_table())  # the shop's records: demographics
+            with EventWriter(self.logs_path, self.sim_cfg) as writer:  # with the users table: demographics
+                simulate_log(self.model, policy, train_seeds(self.seed, self.cfg.log_users), writer=writer)
             wall = time.perf_counter() - start
             write_text(self.folder / "logs.json", json.dumps({"wall_s": wall, "events": writer.n_events}) + "\n")
             self.report(f"{self.name}: logged {writer.n_events:,} events of {self.cfg.log_users:,} users "
@@ -430,7 +427,7 @@ class World:
 
     def _rl(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
         from driftrec.agents.rl import SB3Policy, load_agent
-        from driftrec.experiments.train import RLTrainConfig, run_train
+        from driftrec.experiments.train import train_policy
 
         algo = policy.removesuffix(f"-{WARM}")
         warm = algo != policy
@@ -444,23 +441,21 @@ class World:
             self.report(f"{self.name}: training {policy} for {self.cfg.rl_timesteps:,} user-steps"
                         + (f", warm-started from {WARM_TEACHER} on the logs" if warm else ""))
             evals = self.cfg.rl_evaluations
-            result = run_train(RLTrainConfig(
-                algo, out, preset=self.base_preset, overrides=self.overrides, hyperparams=hp, hyperparams_file=hp_file,
-                timesteps=self.cfg.rl_timesteps, users=self.cfg.rl_users or None, seed=self.seed,
-                eval_freq=max(self.cfg.rl_timesteps // evals, 1) if evals else 0, eval_users=self.cfg.rl_eval_users,
-                checkpoint_freq=0, progress_bar=sys.stderr.isatty(), warm_start=teacher,
-                warm_start_logs=self.logs_path if warm else None, warm_start_steps=self.cfg.warm_start_steps))
-            spec = result.spec
-            info = {"wall_s": float(spec["wall_time_s"]), "env_steps": int(spec["timesteps"])}
+            trained = train_policy(algo, self.sim_cfg, out, preset=self.base_preset, seed=self.seed,
+                                   logs=self.logs_path if warm else None, settings=dict(
+                                       hyperparams=hp, hyperparams_file=hp_file, timesteps=self.cfg.rl_timesteps,
+                                       users=self.cfg.rl_users or None,
+                                       eval_freq=max(self.cfg.rl_timesteps // evals, 1) if evals else 0,
+                                       eval_users=self.cfg.rl_eval_users, checkpoint_freq=0,
+                                       progress_bar=sys.stderr.isatty(), warm_start=teacher,
+                                       warm_start_steps=self.cfg.warm_start_steps))
+            info = {"wall_s": trained.wall_s, "env_steps": trained.timesteps}
             if warm:  # the teacher's log is interaction this agent cost too
                 info["env_steps"] += self.logged_requests()
-                info["warm_start"] = spec["warm_start"]
-            curve = result.evaluations
-            if curve:  # the deployed agent is the best validation's (EvalCallback's best_model.zip)
-                best = int(np.argmax(curve["results"].mean(axis=1)))
-                info.update(deployed_steps=int(curve["timesteps"][best]),
-                            deployed_validation=float(curve["results"][best].mean()))
-            self.report(f"{self.name}: {policy} trained in {spec['wall_time_s']:.1f} s"
+                info["warm_start"] = trained.record["warm_start"]
+            if trained.best_validation is not None:  # the deployed agent (EvalCallback's best_model.zip)
+                info["deployed_steps"], info["deployed_validation"] = trained.best_validation
+            self.report(f"{self.name}: {policy} trained in {trained.wall_s:.1f} s"
                         + (f"; deploying its best validation, at {info['deployed_steps']:,} user-steps"
                            if "deployed_steps" in info else ""))
             return info
@@ -499,14 +494,14 @@ class World:
         return made, info, sim
 
     def _fit(self, kind: str, out: Path, finetune: bool) -> dict[str, Any]:
-        from driftrec.agents.supervised import train_supervised
+        from driftrec.experiments.train import train_policy
 
         logs = self.logs()  # simulates them if needed
         what = f"{kind} (fine-tuned on the last {self.cfg.finetune_days:g} days)" if finetune else kind
         self.report(f"{self.name}: training {what} on {len(logs):,} logged events")
         finetune_days = self.cfg.finetune_days if finetune else None
-        metrics = train_supervised(kind, self.logs_path, out, finetune_days=finetune_days, seed=self.seed,
-                                   preset=self.base_preset, **dict(self.cfg.supervised), **self.overrides)
+        metrics = train_policy(kind, self.sim_cfg, out, preset=self.base_preset, seed=self.seed, logs=self.logs_path,
+                               finetune_days=finetune_days, settings=self.cfg.supervised).record
         test = metrics["test"]
         self.report(f"{self.name}: {what} trained in {metrics['train_seconds']:.1f} s, held-out click AUC "
                     f"{_fmt(test['click']['auc'])}")

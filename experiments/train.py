@@ -25,6 +25,9 @@ evaluation) ``SEED + 3*10**9 + i``; ``driftrec evaluate --seed S`` judges on the
 ``driftrec train mlp|gru|transformer --logs FILE --out runs/NAME`` trains a supervised model on
 an event log (:func:`driftrec.agents.supervised.train_supervised`).
 
+Both go through :func:`train_policy`, the one entry point that trains one policy from a resolved
+SimConfig into a run folder: compare's cells, tuning's trials and notebooks call it too.
+
 ``driftrec evaluate runs/NAME [--preset P] --users N`` loads a model with its spec, checks that
 the requested environment has the spaces it was trained on, and prints reward per user with its
 95% bootstrap CI and the other metrics of :func:`driftrec.agents.evaluate.evaluate_policy`.
@@ -149,10 +152,14 @@ def _final_eval_class(algo: str) -> type[EvalCallback]:
     return FinalEval
 
 
-def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> TrainResult:
+def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = (), *,
+              sim_config: SimConfig | None = None) -> TrainResult:
     """Train ``config.algo`` and write the run folder; ``callbacks`` join SB3's (e.g. tuning's pruning).
 
-    User mistakes (unknown preset, config key or hyperparameter, a slate for DQN, a finished run
+    ``sim_config`` is the simulator, resolved by the caller (None: ``config.preset`` with
+    ``config.overrides``); ``config.preset`` still names the hyperparameters' section, and
+    ``spec.yaml`` records it with ``config.overrides``, from which ``driftrec evaluate`` rebuilds
+    the simulator. User mistakes (unknown preset, config key or hyperparameter, a slate for DQN, a finished run
     in ``out``) raise ConfigError before any training.
     """
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
@@ -173,7 +180,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
     algo = config.algo
     if algo not in RL_ALGOS:
         raise ConfigError(f"unknown algorithm '{algo}'; choose one of: {', '.join(RL_ALGOS)}")
-    cfg = preset_config(config.preset, config.overrides)
+    cfg = preset_config(config.preset, config.overrides) if sim_config is None else sim_config
     preset = resolve_preset(config.preset)  # a calibrated preset file takes its base preset's hyperparameters
     hp = load_hyperparams(algo, preset.base or preset.name, config.hyperparams_file)
     hp.update(config.hyperparams)
@@ -322,6 +329,91 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# ------------------------------------------------------------------------------------- one policy
+@dataclasses.dataclass
+class TrainedPolicy:
+    """What :func:`train_policy` made: the run folder, the trained policy's file and what training cost."""
+
+    kind: str  # the RL algorithm or the supervised model
+    out: Path  # the run folder
+    wall_s: float  # training's wall time (RL: with a warm start's distillation; supervised: with the features)
+    timesteps: int  # user-steps an RL agent trained (0 for a supervised model: its interaction is its log's)
+    record: dict[str, Any]  # RL: the spec (``spec.yaml``); supervised: the metrics (``metrics.json``)
+    rl: TrainResult | None = None  # RL: run_train's result (the trained SB3 model); None when supervised
+
+    @property
+    def model_path(self) -> Path:
+        """The file of the policy to deploy: an RL agent's best validation (``best_model.zip``) when it
+        was validated, else its last model (``model.zip``); a supervised model's ``model.pt``."""
+        if self.rl is None:
+            return self.out / "model.pt"
+        best = self.out / "best_model.zip"
+        return best if best.is_file() else self.out / "model.zip"
+
+    @property
+    def evaluations(self) -> dict[str, np.ndarray]:
+        """An RL agent's periodic validations (``evaluations.npz``); empty without them or when supervised."""
+        return {} if self.rl is None else self.rl.evaluations
+
+    @property
+    def best_validation(self) -> tuple[int, float] | None:
+        """(user-steps, validation reward per user) of the best validation, the deployed agent's; None without."""
+        curve = self.evaluations
+        if not curve:
+            return None
+        best = int(np.argmax(curve["results"].mean(axis=1)))
+        return int(curve["timesteps"][best]), float(curve["results"][best].mean())
+
+
+def train_policy(kind: str, sim_config: SimConfig | None, out: Path | str, *, preset: str = "default", seed: int = 0,
+                 logs: Path | str | None = None, finetune_days: float | None = None,
+                 settings: Mapping[str, Any] | None = None,
+                 callbacks: Sequence[BaseCallback] = ()) -> TrainedPolicy:
+    """Train one policy of ``kind`` into the run folder ``out``: the one entry point of compare's
+    cells, tuning's trials, ``driftrec train`` and notebooks.
+
+    - RL (``ppo``, ``dqn``, ``a2c``, ``qrdqn``, ``maskable-ppo``): :func:`run_train` in ``sim_config``
+      (required), with ``preset``'s hyperparameters; ``spec.yaml`` records ``preset`` and the keys
+      where ``sim_config`` differs from it. ``settings`` are :class:`RLTrainConfig` fields
+      (``hyperparams``, ``timesteps``, ``users``, ``eval_freq``, ``eval_users``, ``warm_start``, ...);
+      ``logs`` is the log a warm start distils on; ``callbacks`` join SB3's.
+    - Supervised (``mlp``, ``gru``, ``transformer``): :func:`driftrec.agents.supervised.train_supervised`
+      on the event log ``logs`` (required), ``finetune_days`` as there. ``sim_config`` is the
+      simulator the log came from, with ``preset`` its name; None trusts the config the log
+      stores (else the 'default' preset), with any SimConfig keys of ``settings`` on top.
+      ``settings`` are :class:`driftrec.agents.supervised.SupervisedConfig` keys.
+
+    Mistakes (an unknown kind, a missing log or simulator, an option of the other family) raise
+    one-line ConfigErrors.
+    """
+    if kind not in RL_ALGOS and kind not in SUPERVISED:
+        raise ConfigError(f"unknown policy to train '{kind}'; choose one of: {', '.join((*RL_ALGOS, *SUPERVISED))}")
+    settings = dict(settings or {})
+    if kind in SUPERVISED:
+        if logs is None:
+            raise ConfigError(f"{kind} trains on an event log: none was given")
+        if callbacks:
+            raise ConfigError(f"SB3 callbacks are for RL agents, not the supervised model {kind}")
+        try:
+            from driftrec.agents.supervised import train_supervised
+        except ImportError as err:
+            raise ConfigError(f"supervised models are not available in this install ({err})") from None
+        if sim_config is not None:
+            settings.update(sim_config=sim_config, preset=preset)
+        metrics = train_supervised(kind, logs, out, finetune_days=finetune_days, seed=seed, **settings)
+        return TrainedPolicy(kind, Path(out), float(metrics.get("train_seconds", 0.0)), 0, metrics)
+    if finetune_days is not None:
+        raise ConfigError(f"finetune_days is for supervised models (mlp, gru, transformer), not {kind}")
+    if sim_config is None:
+        raise ConfigError(f"{kind} trains in a simulator: give its config")
+    base = preset_config(preset).to_dict()
+    overrides = {k: v for k, v in sim_config.to_dict().items() if v != base[k]}
+    result = run_train(RLTrainConfig(kind, out, preset=preset, overrides=overrides, seed=seed, warm_start_logs=logs,
+                                     **settings), callbacks, sim_config=sim_config)
+    return TrainedPolicy(kind, result.out, float(result.spec["wall_time_s"]), int(result.spec["timesteps"]),
+                         result.spec, result)
+
+
 # ------------------------------------------------------------------------------------- evaluate
 def run_evaluate(run: str | Path, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
                  users: int = 1000, seed: int = 0, batch: int = 4096,
@@ -427,16 +519,14 @@ def run_train_cli(args: argparse.Namespace) -> int:
             close = difflib.get_close_matches(key, sim_keys | hp_keys, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise CLIError(f"--set {key}: neither a SimConfig key nor a {args.algo} hyperparameter{hint}")
-    config = RLTrainConfig(
-        algo=args.algo, out=args.out, preset=args.preset,
-        overrides={k: v for k, v in overrides.items() if k in sim_keys},
+    sim = preset_config(args.preset, {k: v for k, v in overrides.items() if k in sim_keys})
+    trained = train_policy(args.algo, sim, args.out, preset=args.preset, seed=args.seed, logs=args.logs, settings=dict(
         hyperparams={k: v for k, v in overrides.items() if k not in sim_keys},
-        hyperparams_file=args.hyperparams, timesteps=args.timesteps, users=args.users, seed=args.seed,
+        hyperparams_file=args.hyperparams, timesteps=args.timesteps, users=args.users,
         eval_freq=args.eval_freq, eval_users=args.eval_users, checkpoint_freq=args.checkpoint_freq,
         progress_bar=sys.stderr.isatty(), overwrite=args.overwrite, warm_start=args.warm_start,
-        warm_start_logs=args.logs, warm_start_steps=args.warm_start_steps)
-    result = run_train(config)
-    spec = result.spec
+        warm_start_steps=args.warm_start_steps))
+    spec = trained.record
     last = spec["last_validation"]
     where = (f", validation reward per user {last['reward_mean']:.3f} ({spec['users']['validation']} users)"
              if last else "")
@@ -447,7 +537,7 @@ def run_train_cli(args: argparse.Namespace) -> int:
               f"{warm['seconds']:.1f} s; the agent's first choice is the teacher's on {warm['agreement']:.0%} of "
               "held-out requests)")
     print(f"trained {args.algo} on {args.preset} for {spec['timesteps']} timesteps ({spec['users']['train']} users) "
-          f"in {spec['wall_time_s']:.1f} s{where} -> {result.out}")
+          f"in {spec['wall_time_s']:.1f} s{where} -> {trained.out}")
     return 0
 
 
@@ -460,12 +550,8 @@ def _train_supervised_cli(args: argparse.Namespace, overrides: dict[str, Any]) -
                                         ("--warm-start", args.warm_start)) if value is not None]
     if rl_only:
         raise CLIError(f"{', '.join(rl_only)} are for RL agents, not the supervised model {args.algo}")
-    try:
-        from driftrec.agents.supervised import train_supervised
-    except ImportError as err:
-        raise CLIError(f"supervised models are not available in this install ({err})") from None
-    metrics = train_supervised(args.algo, args.logs, args.out, finetune_days=args.finetune_days, seed=args.seed,
-                               **overrides)
+    metrics = train_policy(args.algo, None, args.out, seed=args.seed, logs=args.logs, finetune_days=args.finetune_days,
+                           settings=overrides).record
     table = Table(title=f"{args.algo} on {args.logs}: offline metrics")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")

@@ -38,10 +38,9 @@ import numpy as np
 import pandas as pd
 
 from driftrec.agents.policies import make_policy
-from driftrec.envs.events import EventRecorder
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
-from driftrec.envs.rollout import rollout, train_seeds
+from driftrec.envs.rollout import simulate_log, train_seeds
 
 REFERENCE: dict[str, tuple[float, float, str]] = {
     "sessions_per_week": (0.5, 3.0, "OTTO (4 weeks, 12.9M users): 15.1 clicks/user at 3.6-5.4 clicks/session; "
@@ -100,11 +99,10 @@ def measure(preset: str, policy: str, users: int, days: float, seed: int = 0,
             overrides: dict[str, Any] | None = None) -> dict[str, float]:
     """Simulate ``users`` users of ``preset`` (their lives ``days`` long) under ``policy``; their volumes."""
     model = build_model(preset_config(preset, {**(overrides or {}), "horizon_days": days}))
-    recorder = EventRecorder(model)
     start = time.perf_counter()
-    lives = rollout(model, make_policy(policy, model, users, seed), train_seeds(seed, users), recorder=recorder)
-    stats = volume_stats(recorder.to_table().to_pandas(), users, days)
-    stats["churned"] = float(lives.churned.mean())
+    log = simulate_log(model, make_policy(policy, model, users, seed), train_seeds(seed, users))
+    stats = volume_stats(log.events.to_pandas(), users, days)
+    stats["churned"] = float(log.stats.churned.mean())
     stats["seconds"] = time.perf_counter() - start
     return stats
 

@@ -36,16 +36,16 @@ def train_logged_mlp(folder: Path, preset: str, sim: dict[str, Any], users: int,
     """A supervised mlp trained in ``folder / "mlp"`` on a log (``folder / "logs.parquet"``) of
     ``users`` users under the logging policy; returns the log's path (warm-start tests)."""
     from driftrec.agents.policies import make_policy
-    from driftrec.agents.supervised import train_supervised
-    from driftrec.envs.events import EventRecorder
+    from driftrec.envs.events import EventWriter
     from driftrec.envs.model import build_model
     from driftrec.envs.presets import preset_config
-    from driftrec.envs.rollout import rollout, train_seeds
+    from driftrec.envs.rollout import simulate_log, train_seeds
+    from driftrec.experiments.train import train_policy
 
-    model = build_model(preset_config(preset, sim))
-    recorder = EventRecorder(model)
-    rollout(model, make_policy("logging", model, users, 0), train_seeds(0, users), recorder=recorder)
+    sim_config = preset_config(preset, sim)
+    model = build_model(sim_config)
     log = folder / "logs.parquet"
-    recorder.write_parquet(log)
-    train_supervised("mlp", log, folder / "mlp", seed=0, preset=preset, epochs=epochs, **sim)
+    with EventWriter(log) as writer:
+        simulate_log(model, make_policy("logging", model, users, 0), train_seeds(0, users), writer=writer)
+    train_policy("mlp", sim_config, folder / "mlp", preset=preset, logs=log, settings={"epochs": epochs})
     return log

@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 
 def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float | None = None, seed: int = 0,
-                     **overrides: Any) -> dict[str, Any]:
+                     sim_config: SimConfig | None = None, **overrides: Any) -> dict[str, Any]:
     """Train a supervised model of ``kind`` on the event log ``logs``; write ``out/model.pt``,
     ``out/metrics.json`` and ``out/config.yaml``; return the metrics (as in ``metrics.json``).
 
@@ -74,7 +74,9 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     trusted, with the given simulator keys on top, unless ``preset`` is given; otherwise the
     config is ``preset`` (default 'default') plus the keys, e.g. ``horizon_days`` for
     ``driftrec simulate --days``. A log from another catalog is caught (``check_log``); other
-    differences are not detectable from the log. User mistakes (unknown kind or key, missing or
+    differences are not detectable from the log. ``sim_config``, when given, is that simulator
+    already resolved (compare's world, a tuning study's): it is used as it is, and ``overrides``
+    then hold only :class:`SupervisedConfig` keys. User mistakes (unknown kind or key, missing or
     unusable log, a fine-tune window with no data) raise :class:`ConfigError` with a one-line
     message.
     """
@@ -85,7 +87,10 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
         raise ConfigError(f"unknown supervised model '{kind}'; choose one of: {', '.join(sorted(MODELS))}")
     train_keys, sim_keys = split_overrides(overrides)
     cfg = SupervisedConfig.from_dict(train_keys)
-    sim_cfg = preset_config(cfg.preset, sim_keys)
+    if sim_config is not None and sim_keys:
+        raise ConfigError(f"simulator keys ({', '.join(sim_keys)}) are set in the given simulator config, "
+                          "not as training keys")
+    sim_cfg = preset_config(cfg.preset, sim_keys) if sim_config is None else sim_config
     if finetune_days is not None and not (finetune_days > 0 and math.isfinite(finetune_days)):
         raise ConfigError(f"finetune_days must be a positive number of days, got {finetune_days!r}")
     logs, out = Path(logs), Path(out)
@@ -100,7 +105,8 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
         raise LogDataError(str(err)) from None
     name = f"events file {logs}"
     logged = log_sim_config(logs)
-    if logged is not None and "preset" not in train_keys:  # the log knows its simulator: trust it
+    from_log = sim_config is None and logged is not None and "preset" not in train_keys
+    if from_log:  # the log knows its simulator: trust it
         try:
             sim_cfg = SimConfig.from_dict(sim_keys, base=SimConfig.from_dict(logged))
         except ConfigError as err:
@@ -137,7 +143,7 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     known = examples.user[:, spec.user_slices["demographics"]].any(axis=1)
     result: dict[str, Any] = {
         "kind": kind, "seed": seed, "logs": str(logs), "preset": cfg.preset, "finetune_days": finetune_days,
-        "sim_config_from": "log" if logged is not None and "preset" not in train_keys else "preset",
+        "sim_config_from": "log" if from_log else "preset",  # preset: the preset's keys, or the caller's config
         "data": {"events": int(len(events)), "users": int(events["user_id"].nunique()),
                  "examples": len(examples), "test": len(test), "test_from_day": test_cut,
                  "demographics": float(known.mean()) if len(known) else 0.0,

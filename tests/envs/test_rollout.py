@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from driftrec.agents.policies import OracleGreedyPolicy, Policy, PopularityPolicy, RandomPolicy
-from driftrec.envs.events import EventRecorder
+from driftrec.envs.events import EventRecorder, EventWriter, load_events, load_users
 from driftrec.envs.model import model_for
 from driftrec.envs.rng import user_keys
 from driftrec.envs.rollout import (
@@ -21,6 +21,7 @@ from driftrec.envs.rollout import (
     eval_seeds,
     horizon_days,
     rollout,
+    simulate_log,
     train_seeds,
 )
 from driftrec.envs.shop import ShopState
@@ -243,3 +244,24 @@ def test_seed_roles_never_overlap() -> None:
     assert eval_seeds(0, 3).dtype == np.int64
     with pytest.raises(ValueError, match="n_users"):
         eval_seeds(0, -1)
+
+
+def test_simulate_log_streamed_in_groups_equals_one_recorder(tmp_path: Any) -> None:
+    """simulate_log's events and users, written group by group, are one recorder's over all the users."""
+    model = model_for("default", SHORT)
+    seeds = train_seeds(5, 23)
+    recorder = EventRecorder(model)
+    want = rollout(model, RandomPolicy(model.action_space, 23, seed=2), seeds, recorder=recorder, batch=8)
+    kept = simulate_log(model, RandomPolicy(model.action_space, 23, seed=2), seeds, batch=8)
+    pd.testing.assert_frame_equal(kept.events.to_pandas(), recorder.to_table().to_pandas())  # NaN == NaN here
+    assert kept.n_events == recorder.n_events
+    np.testing.assert_array_equal(kept.stats.reward, want.reward)
+    path = tmp_path / "log.parquet"
+    done = []
+    with EventWriter(path) as writer:
+        streamed = simulate_log(model, RandomPolicy(model.action_space, 23, seed=2), seeds, writer=writer, batch=8,
+                                on_done=done.append)
+    assert streamed.events is None and streamed.n_events == writer.n_events == recorder.n_events
+    assert sum(done) == len(seeds)
+    pd.testing.assert_frame_equal(load_events(path), recorder.to_table().to_pandas())
+    pd.testing.assert_frame_equal(load_users(path), recorder.users_table().to_pandas())

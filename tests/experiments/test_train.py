@@ -14,8 +14,10 @@ import torch
 import yaml
 
 from driftrec.agents.rl import ALGORITHMS, load_agent
+from driftrec.envs.config import ConfigError
+from driftrec.envs.presets import preset_config
 from driftrec.experiments.cli import main
-from driftrec.experiments.train import RL_ALGOS, RLTrainConfig, run_train
+from driftrec.experiments.train import RL_ALGOS, RLTrainConfig, run_train, train_policy
 
 TINY = ["--preset", "stationary", "--set", "n_items=20", "--set", "n_categories=4", "--set", "horizon_days=0.25"]
 FAST = ["--set", "n_steps=32", "--set", "batch_size=128", "--users", "16", "--eval-users", "8"]
@@ -124,6 +126,35 @@ def test_train_without_evaluation_writes_no_evaluations(tmp_path: Path) -> None:
     assert result.evaluations == {} and not (result.out / "evaluations.npz").exists()
     assert (result.out / "model.zip").is_file() and result.spec["users"]["validation"] == 0
     assert not (result.out / "checkpoints").exists()
+
+
+def test_train_policy_trains_an_agent_in_the_given_config(tmp_path: Path) -> None:
+    """The resolved config is the simulator; spec.yaml records the keys where it differs from the preset
+    (world_seed 0 is the preset's), and the deployed file is the best validation's."""
+    sim = preset_config("stationary", {"n_items": 20, "n_categories": 4, "horizon_days": 0.25, "world_seed": 0})
+    trained = train_policy("a2c", sim, tmp_path / "a2c", preset="stationary", seed=1, settings=dict(
+        hyperparams={"n_steps": 4}, timesteps=256, users=8, eval_freq=128, eval_users=4, checkpoint_freq=0))
+    assert trained.record["overrides"] == {"n_items": 20, "n_categories": 4, "horizon_days": 0.25}
+    assert trained.record["config"] == yaml.safe_load(yaml.safe_dump(sim.to_dict()))
+    assert trained.timesteps == trained.record["timesteps"] >= 256 and trained.wall_s > 0
+    assert trained.model_path == trained.out / "best_model.zip" and trained.model_path.is_file()
+    steps, reward = trained.best_validation
+    curve = trained.evaluations
+    assert reward == pytest.approx(curve["results"].mean(axis=1).max()) and steps in curve["timesteps"].tolist()
+
+
+@pytest.mark.parametrize("kind, kwargs, needle", [
+    ("svm", {}, "unknown policy to train 'svm'"),
+    ("ppo", {"sim": None}, "ppo trains in a simulator"),
+    ("ppo", {"finetune_days": 3.0}, "finetune_days is for supervised models"),
+    ("mlp", {}, "mlp trains on an event log"),
+    ("mlp", {"logs": "x.parquet", "settings": {"n_items": 20}}, r"simulator keys \(n_items\) are set in the given"),
+])
+def test_train_policy_mistakes_are_config_errors(kind: str, kwargs: dict, needle: str, tmp_path: Path) -> None:
+    sim = kwargs.pop("sim", preset_config("stationary"))
+    with pytest.raises(ConfigError, match=needle):
+        train_policy(kind, sim, tmp_path / "run", **kwargs)
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_on_a_preset_file_uses_its_knobs_and_its_base_presets_hyperparameters(
