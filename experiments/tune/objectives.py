@@ -1,14 +1,14 @@
 """The objectives of ``driftrec tune`` trials: train once with the trial's hyperparameters and
 return a validation value; never a test one.
 
-- RL (ppo, dqn): a trial is a ``driftrec train`` run (:func:`driftrec.experiments.train.run_train`)
+- RL (ppo, dqn): a trial is a ``driftrec train`` run (:func:`driftrec.experiments.train.train_policy`)
   of ``--timesteps`` user-steps; its objective is the reward per user of the validation users
   after the whole budget, and the validations along the way are the pruner's intermediate values.
   Every trial meets the same training and validation users (``--seed``), so trials differ only in
   their hyperparameters.
 - Supervised (mlp, gru, transformer): the logging policy's event log of ``--users`` users is
   simulated once into the study folder (:func:`simulate_log`); a trial is a
-  :func:`driftrec.agents.supervised.train_supervised` run on it, judged on its validation
+  :func:`driftrec.experiments.train.train_policy` run on it, judged on its validation
   examples (the latest of the training data; the space's ``objective``, by default the click
   log-loss). The held-out test metrics are recorded (``test_metrics``) for the chosen trial's
   report only. Not pruned: ``train_supervised`` reports its metrics once, at the end.
@@ -42,7 +42,7 @@ def _rl_objective(setup: StudySetup) -> Callable[[Trial], float]:
     """Train with the trial's hyperparameters; report each validation; the last one is the value."""
     import optuna
 
-    from driftrec.experiments.train import RLTrainConfig, run_train
+    from driftrec.experiments.train import train_policy
 
     config = setup.config
     timesteps = int(setup.base_hp["n_timesteps"])
@@ -50,15 +50,15 @@ def _rl_objective(setup: StudySetup) -> Callable[[Trial], float]:
     def objective(trial: Trial) -> float:
         hp = setup.trial_settings(setup.space.sample(trial))
         reporter = _validation_reporter(trial)
-        result = run_train(RLTrainConfig(
-            config.algo, trial_dir(setup, trial), preset=config.preset, overrides=dict(config.overrides),
-            hyperparams=hp, timesteps=timesteps, users=int(setup.base_hp["n_envs"]), seed=config.seed,
-            eval_freq=max(timesteps // setup.space.evaluations, 1), eval_users=config.eval_users, checkpoint_freq=0,
-            overwrite=True), callbacks=[reporter])
-        trial.set_user_attr("timesteps", int(result.spec["timesteps"]))
+        trained = train_policy(config.algo, setup.sim, trial_dir(setup, trial), preset=config.preset, seed=config.seed,
+                               settings=dict(hyperparams=hp, timesteps=timesteps, users=int(setup.base_hp["n_envs"]),
+                                             eval_freq=max(timesteps // setup.space.evaluations, 1),
+                                             eval_users=config.eval_users, checkpoint_freq=0, overwrite=True),
+                               callbacks=[reporter])
+        trial.set_user_attr("timesteps", trained.timesteps)
         if reporter.pruned:  # type: ignore[attr-defined]
             raise optuna.TrialPruned()
-        evaluations = result.evaluations
+        evaluations = trained.evaluations
         if not evaluations:
             raise RuntimeError("the trial made no validation")
         return float(np.mean(evaluations["results"][-1]))
@@ -107,8 +107,9 @@ def _supervised_objective(setup: StudySetup) -> Callable[[Trial], float]:
     """Train on the study's log; the metric on the validation examples (the latest of the training
     data, which early stopping watches) is the value. The held-out test metrics are kept as the
     trial's ``test_metrics`` for the report of the chosen trial, never selected on."""
-    from driftrec.agents.supervised import SupervisedConfig, train_supervised
+    from driftrec.agents.supervised import SupervisedConfig
     from driftrec.agents.supervised.train import headline
+    from driftrec.experiments.train import train_policy
 
     config = setup.config
     logs = config.study_dir / "logs.parquet"
@@ -116,8 +117,8 @@ def _supervised_objective(setup: StudySetup) -> Callable[[Trial], float]:
 
     def objective(trial: Trial) -> float:
         params = setup.trial_settings(setup.space.sample(trial))
-        metrics = train_supervised(config.algo, logs, trial_dir(setup, trial), seed=config.seed,
-                                   preset=config.preset, **dict(config.overrides), **params)
+        metrics = train_policy(config.algo, setup.sim, trial_dir(setup, trial), preset=config.preset,
+                               seed=config.seed, logs=logs, settings=params).record
         trial.set_user_attr("test_metrics", _numbers(metrics["summary"]))
         if "validation" not in metrics:
             raise ValueError("no validation examples: too few clicks in the training data to hold out its latest "
@@ -141,18 +142,13 @@ def simulate_log(setup: StudySetup, path: Path) -> int:
     """The logging policy's events of the study's log users (seeds ``seed + i``), written atomically
     to ``path`` (as compare's logs); returns the number of events."""
     from driftrec.agents.policies import make_policy
-    from driftrec.envs.events import EventRecorder, EventWriter
+    from driftrec.envs import rollout
+    from driftrec.envs.events import EventWriter
     from driftrec.envs.model import build_model
-    from driftrec.envs.rollout import rollout, train_seeds
 
     users = int(setup.settings["log_users"])
     model = build_model(setup.sim)
     policy = make_policy("logging", model, users, setup.config.seed)
-    recorder = EventRecorder(model)
     with EventWriter(path) as writer:
-        rollout(model, policy, train_seeds(setup.config.seed, users), recorder=recorder)
-        writer.write(recorder.to_table())
-        writer.write_users(recorder.users_table())
+        rollout.simulate_log(model, policy, rollout.train_seeds(setup.config.seed, users), writer=writer)
     return int(writer.n_events)
-
-
