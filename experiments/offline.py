@@ -47,7 +47,7 @@ class OfflineConfig(Config):
     format: Path | None = knob(None, "LogFormat YAML for raw logs (column names, behaviour mapping)")
     skip_bad_rows: bool = knob(False, "skip (and count) bad rows instead of stopping at the first")
     preset: str | None = knob(None, "the preset whose catalog the log's items are (features for the simulator)")
-    seed: int = knob(0, "seed of model weights, batches and sampled negatives", 0, 2**32 - 1)
+    seed: int = knob(0, "seed of model weights, batches and sampled negatives", 0)
     overrides: Mapping[str, Any] = knob({}, "SupervisedConfig keys")
     negatives: int = knob(4, "sampled negatives per target when the log has no impressions", 1)
     min_targets: int = knob(3, "users with fewer targets are training-only", 2)

@@ -87,7 +87,7 @@ class RLTrainConfig(Config):
     timesteps: int | None = knob(None, "training budget (user-steps); None: the hyperparameters' n_timesteps", 1)
     users: int | None = knob(None, f"users stepped together (n_envs); None: the hyperparameters' n_envs or "
                                    f"{DEFAULT_USERS}", 1)
-    seed: int = knob(0, "seeds SB3 (torch, exploration) and the training users (SEED + i)", 0, 2**31 - 1)
+    seed: int = knob(0, "seeds SB3 (torch, exploration) and the training users (SEED + i)", 0)
     eval_freq: int | None = knob(None, f"timesteps between validations; None: {DEFAULT_EVALUATIONS} per run; 0: none",
                                  0)
     eval_users: int = knob(256, "validation users (SEED + 3*10**9 + i), the same at every validation", 1)
