@@ -165,8 +165,8 @@ def nest(values: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 raise ConfigError(f"key '{key}': '{'.'.join(path[:depth + 1])}' is set to a value and a mapping "
                                   "at once")
-        node[last] = _merge(node[last], value) if isinstance(node.get(last), dict) and isinstance(value, Mapping) \
-            else value
+        both = isinstance(node.get(last), dict) and isinstance(value, Mapping)
+        node[last] = _merge(node[last], value) if both else value
     return out
 
 
