@@ -143,8 +143,10 @@ class Config:
         for key in values:
             head, dot, rest = str(key).partition(".")
             if head not in fields:
-                close = difflib.get_close_matches(head, fields, n=1)
-                hint = f"; did you mean '{prefix}{close[0]}{dot}{rest}'?" if close else cls.unknown_hint
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                near = difflib.get_close_matches(head, sections, n=1) if dot else []
+                hint = (f"; did you mean '{prefix}{close[0]}'?" if close else
+                        f"; did you mean '{prefix}{near[0]}.{rest}'?" if near else cls.unknown_hint)
                 raise ConfigError(f"unknown {cls.label} key '{prefix}{key}'{hint}")
             if dot and head not in sections:
                 only = f"only {', '.join(sections)} take dotted keys" if sections else "no key takes a dot"

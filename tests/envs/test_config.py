@@ -64,6 +64,7 @@ def test_fields_are_coerced_to_their_types() -> None:
     ({"inner.widht": 3}, "unknown config key 'inner.widht'; did you mean 'inner.width'?"),
     ({"iner.width": 3}, "unknown job key 'iner.width'; did you mean 'inner.width'?"),
     ({"seed.x": 1}, "config key 'seed.x': only inner, extra take dotted keys"),
+    ({"job.seed": 1}, "unknown job key 'job.seed'; did you mean 'seed'?"),
     ({"rate": 1.5}, "config key 'rate' must be in [0, 1], got 1.5"),
     ({"seed": -1}, "config key 'seed' must be >= 0, got -1"),
     ({"limit": 0}, "config key 'limit' must be >= 1, got 0"),
