@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
-C = TypeVar("C", bound="Config")
+ConfigT = TypeVar("ConfigT", bound="Config")
 REQUIRED: Any = dataclasses.MISSING
 """The default of a :func:`knob` the user must always give (e.g. a run's output folder)."""
 
@@ -71,7 +71,7 @@ class Config:
         return f"config key '{key}'"
 
     @classmethod
-    def from_dict(cls: type[C], values: Mapping[str, Any], base: C | None = None) -> C:
+    def from_dict(cls: type[ConfigT], values: Mapping[str, Any], base: ConfigT | None = None) -> ConfigT:
         """Build a config from ``values`` on top of ``base`` (defaults if None), validating each key.
 
         Keys may be dotted (``"sim.n_items"``) to reach into a section or a mapping field; a mapping
@@ -111,7 +111,7 @@ class Config:
         return rows
 
     @classmethod
-    def _build(cls: type[C], values: Mapping[str, Any], base: C | None, prefix: str) -> C:
+    def _build(cls: type[ConfigT], values: Mapping[str, Any], base: ConfigT | None, prefix: str) -> ConfigT:
         """:meth:`from_dict` of a section at ``prefix`` ("" for the top, "sim." inside)."""
         if not isinstance(values, Mapping):
             what = cls.subject(prefix[:-1]) if prefix else f"a {cls.label}"
