@@ -361,13 +361,19 @@ def _default(field: dataclasses.Field[Any]) -> Any:
     return field.default
 
 
-def _optional(kind: Any) -> Any:
-    """``X`` of ``X | None`` (None when ``kind`` is not optional)."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        rest = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        if len(rest) == 1 and len(rest) < len(typing.get_args(kind)):
-            return rest[0]
-    return None
+def _union(kind: Any) -> tuple[Any, bool] | None:
+    """(the type, whether None is allowed) of a union annotation, ``X | None`` or ``Path | str`` (a
+    path, given as text or not); None when ``kind`` is no union."""
+    if typing.get_origin(kind) not in (typing.Union, types.UnionType):
+        return None
+    args = typing.get_args(kind)
+    rest = [arg for arg in args if arg is not type(None)]
+    paths = [arg for arg in rest if _is_path(arg)]
+    if len(rest) == 1:
+        return rest[0], len(rest) < len(args)
+    if paths and all(arg is str or _is_path(arg) for arg in rest):
+        return paths[0], len(rest) + 1 == len(args)
+    raise TypeError(f"config fields of type {kind} are not supported")
 
 
 def _is_config(kind: Any) -> bool:
@@ -406,9 +412,9 @@ def _plain(value: Any) -> Any:
 
 def _allowed(kind: Any, meta: Mapping[str, Any]) -> str:
     """What ``describe`` says a field accepts."""
-    inner = _optional(kind)
-    if inner is not None:
-        return f"{_allowed(inner, meta)} | null"
+    union = _union(kind)
+    if union is not None:
+        return _allowed(union[0], meta) + " | null" * union[1]
     if typing.get_origin(kind) is tuple:
         return f"list of {_allowed(typing.get_args(kind)[0], meta)}"
     if meta.get("choices"):
@@ -431,9 +437,10 @@ def _range(lo: float | None, hi: float | None) -> str:
 def _check(subject: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
     """``value`` coerced to the field type ``kind`` and checked against its knob ``meta``;
     ConfigError ("<subject> must be ...") otherwise."""
-    inner = _optional(kind)
-    if inner is not None:
-        return None if value is None else _check(subject, value, inner, meta)
+    union = _union(kind)
+    if union is not None:
+        core, optional = union
+        return None if optional and value is None else _check(subject, value, core, meta)
     if kind is Any:
         return value
     if typing.get_origin(kind) is tuple:

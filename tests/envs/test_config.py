@@ -28,6 +28,7 @@ class Job(Config):
     label = "job"
 
     out: Path = knob(REQUIRED, "run folder")
+    space: Path | str | None = knob(None, "a path given as text or not")
     name: str = knob("run", "free text")
     seed: int = knob(0, "a seed", 0)
     rate: float = knob(0.5, "a share", 0.0, 1.0)
@@ -57,6 +58,7 @@ def test_fields_are_coerced_to_their_types() -> None:
     assert job.out == Path("runs/x") and job.seed == 3 and isinstance(job.rate, float) and job.fast is True
     assert job.limit == 5 and job.names == ("p", "q") and job.sizes == (4, 5) and job.name == "2024"
     assert Job.from_dict({"limit": None}, job).limit is None
+    assert Job.from_dict({"space": "s.yml"}, job).space == Path("s.yml")
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -116,9 +118,9 @@ def test_validate_checks_a_config_built_directly() -> None:
 
 def test_describe_lists_every_key_sections_dotted() -> None:
     rows = {key: (default, allowed, doc) for key, default, allowed, doc in Job.describe()}
-    assert list(rows) == ["out", "name", "seed", "rate", "fast", "limit", "names", "sizes", "inner.width",
+    assert list(rows) == ["out", "space", "name", "seed", "rate", "fast", "limit", "names", "sizes", "inner.width",
                           "inner.cell", "extra"]
-    assert rows["out"] == ("required", "path", "run folder")
+    assert rows["out"] == ("required", "path", "run folder") and rows["space"][1] == "path | null"
     assert rows["rate"][1] == "[0, 1]" and rows["seed"][1] == ">= 0" and rows["limit"][1] == ">= 1 | null"
     assert rows["inner.cell"] == ("'gru'", "gru | lstm", "a cell") and rows["fast"][1] == "true | false"
     assert rows["sizes"][1] == "list of [1, 100]" and rows["extra"][:2] == ("{}", "mapping")
