@@ -79,7 +79,7 @@ class RLTrainConfig(Config):
     label = "RL training"
 
     algo: str = knob(REQUIRED, "RL algorithm", choices=RL_ALGOS)
-    out: Path = knob(REQUIRED, "run folder (created); see the module doc for what it holds")
+    out: Path | str = knob(REQUIRED, "run folder (created); see the module doc for what it holds")
     preset: str = knob("default", "simulator preset (a name or a preset YAML file)")
     overrides: Mapping[str, Any] = knob({}, "SimConfig keys over the preset")
     hyperparams: Mapping[str, Any] = knob({}, "hyperparameters over the file's")
@@ -95,8 +95,8 @@ class RLTrainConfig(Config):
     progress_bar: bool = knob(False, "SB3's tqdm/rich bar on stderr")
     overwrite: bool = knob(False, "replace a finished run in out")
     verbose: int = knob(0, "SB3 verbosity", 0, 2)
-    warm_start: Path | None = knob(None, "a supervised model (its run folder or model.pt) to distil first")
-    warm_start_logs: Path | None = knob(None, "the log it distils on (None: the teacher serves training users)")
+    warm_start: Path | str | None = knob(None, "a supervised model (its run folder or model.pt) to distil first")
+    warm_start_logs: Path | str | None = knob(None, "the log it distils on (None: the teacher serves training users)")
     warm_start_steps: int = knob(500, "distillation gradient steps (driftrec.agents.warm_start)", 1)
 
 
