@@ -1,18 +1,29 @@
-"""Typed, validated simulator configuration.
+"""Typed, validated configuration: the :class:`Config` base every driftrec config is built on,
+the one ``--set KEY=VALUE`` grammar (:func:`parse_sets`), and the simulator's :class:`SimConfig`.
 
-Every knob of ShopSim is one flat field of :class:`SimConfig`, with a one-line doc string and
-an allowed range kept in the field's metadata. ``SimConfig.from_dict`` is the only way a user's
-mapping (a preset, YAML, ``gym.make`` keyword overrides, CLI ``--set``) becomes a config, so every
-mistake is caught in one place and reported as one :class:`ConfigError` naming the key.
+A config is a frozen dataclass subclassing :class:`Config` whose fields are :func:`knob`\\ s: a
+default, a one-line doc string and what is allowed (a range, choices), the type coming from the
+field's annotation. ``Config.from_dict`` is the only way a user's mapping (a preset, YAML,
+``gym.make`` keyword overrides, CLI ``--set``) becomes a config, so every mistake is caught in one
+place and reported as one :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, get_type_hints
+import functools
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import Any, ClassVar, TypeVar, get_type_hints
+
+ConfigT = TypeVar("ConfigT", bound="Config")
+REQUIRED: Any = dataclasses.MISSING
+"""The default of a :func:`knob` the user must always give (e.g. a run's output folder)."""
 
 
 class ConfigError(ValueError):
@@ -23,15 +34,171 @@ class ConfigError(ValueError):
 
 
 def knob(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
-         choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field carrying its doc string and allowed range (inclusive bounds)."""
-    return dataclasses.field(default=default,
-                             metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices})
+         choices: tuple[str, ...] | None = None, *, distinct: bool = False) -> Any:
+    """A dataclass field carrying its doc string and what is allowed.
+
+    ``lo`` and ``hi`` are inclusive bounds of a number (either may be None: unbounded on that
+    side); ``choices`` the allowed strings; for a tuple field both apply to each item, and
+    ``distinct`` asks for at least one item, each once. ``default`` may be :data:`REQUIRED`; a
+    mapping default is copied for every instance.
+    """
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "distinct": distinct}
+    if isinstance(default, (dict, list, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+class Config:
+    """Base of every config: a frozen dataclass of :func:`knob` fields (subclasses add
+    ``@dataclasses.dataclass(frozen=True)``).
+
+    A field's annotation is its type: ``bool``, ``int``, ``float`` (range from the knob), ``str``
+    (the knob's choices, or free text), ``Path``, ``X | None``, ``tuple[X, ...]`` (a list or a
+    comma-separated string), a mapping (free, e.g. hyperparameter overrides: a mapping value
+    merges into the base's key by key) or another Config (a section: ``{"sim": {...}}`` or
+    ``"sim.key"`` set its keys). Override :meth:`check` for rules across fields, :attr:`label`,
+    :attr:`unknown_hint` and :meth:`subject` for the wording of messages.
+    """
+
+    label: ClassVar[str] = "config"
+    """Names the kind of key in "unknown LABEL key 'x'"."""
+    unknown_hint: ClassVar[str] = ""
+    """Appended to an unknown key's message when no known key is close (e.g. where to look)."""
+
+    @classmethod
+    def subject(cls, key: str) -> str:
+        """How a message names ``key`` ("config key 'x' must be ...")."""
+        return f"config key '{key}'"
+
+    @classmethod
+    def from_dict(cls: type[ConfigT], values: Mapping[str, Any], base: ConfigT | None = None) -> ConfigT:
+        """Build a config from ``values`` on top of ``base`` (defaults if None), validating each key.
+
+        Keys may be dotted (``"sim.n_items"``) to reach into a section or a mapping field; a mapping
+        value merges into the base's (see :func:`nest`). Raises ConfigError, one line naming the key.
+        """
+        return cls._build(values, base, "")
+
+    def validate(self) -> None:
+        """Raise ConfigError (one line naming the key) unless every field and :meth:`check` pass;
+        for configs built directly (``RLTrainConfig(...)``) rather than by :meth:`from_dict`."""
+        type(self).from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    def check(self) -> None:
+        """Rules across fields, run by :meth:`from_dict` after each field's own check (none here)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping of every field (YAML-safe: sections as mappings, tuples as lists, paths as text)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str, str]]:
+        """(key, default, allowed, doc) for every knob, a section's as dotted keys; for docs and help."""
+        rows = []
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = hints[f.name]
+            if _is_config(kind):
+                rows += [(f"{f.name}.{key}", *rest) for key, *rest in kind.describe()]
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                default = repr(f.default_factory())
+            else:
+                default = "required"
+            rows.append((f.name, default, _allowed(kind, f.metadata), f.metadata["doc"]))
+        return rows
+
+    @classmethod
+    def _build(cls: type[ConfigT], values: Mapping[str, Any], base: ConfigT | None, prefix: str) -> ConfigT:
+        """:meth:`from_dict` of a section at ``prefix`` ("" for the top, "sim." inside)."""
+        if not isinstance(values, Mapping):
+            what = cls.subject(prefix[:-1]) if prefix else f"a {cls.label}"
+            raise ConfigError(f"{what} must be a mapping, got {values!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = _hints(cls)
+        current = {name: getattr(base, name) if base is not None else _default(f) for name, f in fields.items()}
+        for key, value in cls._nested(values, fields, hints, prefix).items():
+            kind, path = hints[key], prefix + key
+            if _is_config(kind):
+                inside = current[key] if isinstance(current[key], kind) else None
+                current[key] = value if isinstance(value, kind) else kind._build(value, inside, path + ".")
+            elif _is_mapping(kind) and isinstance(value, Mapping) and isinstance(current[key], Mapping):
+                current[key] = _merge(current[key], value)
+            else:
+                current[key] = _check(cls.subject(path), value, kind, fields[key].metadata)
+        for name, value in current.items():
+            if value is dataclasses.MISSING:
+                raise ConfigError(f"{cls.subject(prefix + name)} is required")
+        cfg = cls(**current)
+        cfg.check()
+        return cfg
+
+    @classmethod
+    def _nested(cls, values: Mapping[str, Any], fields: Mapping[str, dataclasses.Field[Any]],
+                hints: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        """``values`` with dotted keys nested (:func:`nest`), once each key is known to this config."""
+        sections = [name for name in fields if _is_config(hints[name]) or _is_mapping(hints[name])]
+        for key in values:
+            head, dot, rest = str(key).partition(".")
+            if head not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                near = difflib.get_close_matches(head, sections, n=1) if dot else []
+                hint = (f"; did you mean '{prefix}{close[0]}'?" if close else
+                        f"; did you mean '{prefix}{near[0]}.{rest}'?" if near else cls.unknown_hint)
+                raise ConfigError(f"unknown {cls.label} key '{prefix}{key}'{hint}")
+            if dot and head not in sections:
+                only = f"only {', '.join(sections)} take dotted keys" if sections else "no key takes a dot"
+                raise ConfigError(f"{cls.subject(prefix + str(key))}: {only}")
+        return nest(values)
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys as nested mappings, in order, a later key winning: ``{"a.b": 1, "a.c": 2}`` ->
+    ``{"a": {"b": 1, "c": 2}}``; a mapping value merges into what earlier keys set there.
+    Setting a key to a value and to a mapping at once is a ConfigError."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        *path, last = str(key).split(".")
+        node = out
+        for depth, part in enumerate(path):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"key '{key}': '{'.'.join(path[:depth + 1])}' is set to a value and a mapping "
+                                  "at once")
+        both = isinstance(node.get(last), dict) and isinstance(value, Mapping)
+        node[last] = _merge(node[last], value) if both else value
+    return out
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """The one grammar of ``--set KEY=VALUE`` for every command: ``["key=value", ...]`` ->
+    ``{key: value}``, each value parsed as YAML (numbers, booleans, strings, lists, mappings), the
+    last of a key winning. Keys are kept as given; the command's config decides what they mean, a
+    dotted one reaching into a section (``Config.from_dict`` reads ``{"sim.n_items": 30}`` as
+    ``{"sim": {"n_items": 30}}``). A malformed item is one ConfigError naming it."""
+    import yaml  # PyYAML: only the config readers need it
+
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"bad --set '{item}': expected KEY=VALUE, e.g. --set drift_gradual=0.2")
+        values.pop(key, None)  # the last of a key wins, in its place among the dotted keys too
+        try:
+            values[key] = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError:
+            raise ConfigError(f"bad --set '{item}': the value is not valid YAML") from None
+    return values
 
 
 @dataclasses.dataclass(frozen=True)
-class SimConfig:
+class SimConfig(Config):
     """All ShopSim knobs. Units: time in days, utilities in logits."""
+
+    unknown_hint = "; see `driftrec presets --keys`"
 
     # --- model and interface -------------------------------------------------------------
     model: str = knob("shop", "user model: 'shop' (ShopSim) or 'recsim-ie' (RecSim interest evolution)",
@@ -127,12 +294,6 @@ class SimConfig:
     # --- recsim-ie -------------------------------------------------------------------------------------
     recsim_budget: float = knob(200.0, "recsim-ie: initial time budget in minutes", 1.0, 1e6)
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], base: SimConfig | None = None) -> SimConfig:
-        """Build a config from ``values`` on top of ``base`` (defaults if None), validating each key."""
-        return replace_checked(base if base is not None else cls(), values,
-                               unknown_hint="; see `driftrec presets --keys`")
-
     def refuse_unread(self, reads: frozenset[str]) -> None:
         """Raise ConfigError naming the first key set away from its default that the user model
         (``self.model``), which reads only the keys ``reads``, would silently ignore."""
@@ -142,36 +303,25 @@ class SimConfig:
                 raise ConfigError(f"config key '{f.name}' is not read by model '{self.model}' (set to {value!r}, "
                                   f"default {f.default!r}); remove it or choose another model")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping of every field (YAML-safe)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def describe(cls) -> list[tuple[str, str, str, str]]:
-        """(key, default, allowed, doc) for every knob, for docs and ``driftrec presets --keys``."""
-        rows = []
-        for f in dataclasses.fields(cls):
-            rows.append((f.name, repr(f.default), _allowed(f.metadata), f.metadata["doc"]))
-        return rows
-
 
 def replace_checked(config: Any, values: Mapping[str, Any], *, label: str = "config",
                     unknown_hint: str = "") -> Any:
-    """``dataclasses.replace(config, **values)`` for a dataclass of :func:`knob` fields, with each
-    value coerced to its field's type and checked against its range or choices.
+    """``dataclasses.replace(config, **values)`` for a plain dataclass of :func:`knob` fields (a
+    :class:`Config` has :meth:`Config.from_dict`), with each value coerced to its field's type and
+    checked against its range or choices.
 
     An unknown key raises :class:`ConfigError` naming it and the closest known key (else
     ``unknown_hint``); ``label`` names the kind of key in that message ("unknown LABEL key ...").
     """
     fields = {f.name: f for f in dataclasses.fields(config)}
-    hints = get_type_hints(type(config))
+    hints = _hints(type(config))
     clean: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else unknown_hint
             raise ConfigError(f"unknown {label} key '{key}'{hint}")
-        clean[key] = _check(key, value, hints[key], fields[key].metadata)
+        clean[key] = _check(f"config key '{key}'", value, hints[key], fields[key].metadata)
     return dataclasses.replace(config, **clean)
 
 
@@ -198,40 +348,164 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _allowed(meta: Mapping[str, Any]) -> str:
+# ------------------------------------------------------------------------------------- field types
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The field types of config class ``cls`` (annotations evaluated once)."""
+    return get_type_hints(cls)
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _union(kind: Any) -> tuple[Any, bool] | None:
+    """(the type, whether None is allowed) of a union annotation, ``X | None`` or ``Path | str`` (a
+    path, given as text or not); None when ``kind`` is no union."""
+    if typing.get_origin(kind) not in (typing.Union, types.UnionType):
+        return None
+    args = typing.get_args(kind)
+    rest = [arg for arg in args if arg is not type(None)]
+    paths = [arg for arg in rest if _is_path(arg)]
+    if len(rest) == 1:
+        return rest[0], len(rest) < len(args)
+    if paths and all(arg is str or _is_path(arg) for arg in rest):
+        return paths[0], len(rest) + 1 == len(args)
+    raise TypeError(f"config fields of type {kind} are not supported")
+
+
+def _is_config(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, Config)
+
+
+def _is_mapping(kind: Any) -> bool:
+    return (typing.get_origin(kind) or kind) in (dict, Mapping)
+
+
+def _is_path(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, PurePath)
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``, mappings in both merging key by key (at any depth)."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as YAML-safe plain data."""
+    if isinstance(value, Config):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    return value
+
+
+def _allowed(kind: Any, meta: Mapping[str, Any]) -> str:
+    """What ``describe`` says a field accepts."""
+    union = _union(kind)
+    if union is not None:
+        return _allowed(union[0], meta) + " | null" * union[1]
+    if typing.get_origin(kind) is tuple:
+        return f"list of {_allowed(typing.get_args(kind)[0], meta)}"
     if meta.get("choices"):
         return " | ".join(meta["choices"])
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is None and hi is None:
+    if kind is bool:
         return "true | false"
-    return f"[{lo:g}, {hi:g}]"
+    if kind in (int, float):
+        lo, hi = meta.get("lo"), meta.get("hi")
+        return _range(lo, hi) or ("integer" if kind is int else "number")
+    return "path" if _is_path(kind) else "mapping" if _is_mapping(kind) else "text" if kind is str else "any"
 
 
-def _check(key: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
-    """Coerce ``value`` to the field's type and check its range; raise ConfigError otherwise."""
-    if kind in (bool, "bool"):
+def _range(lo: float | None, hi: float | None) -> str:
+    """'[lo, hi]', '>= lo', '<= hi' or '' (unbounded)."""
+    if lo is not None and hi is not None:
+        return f"[{lo:g}, {hi:g}]"
+    return f">= {lo:g}" if lo is not None else f"<= {hi:g}" if hi is not None else ""
+
+
+def _check(subject: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
+    """``value`` coerced to the field type ``kind`` and checked against its knob ``meta``;
+    ConfigError ("<subject> must be ...") otherwise."""
+    union = _union(kind)
+    if union is not None:
+        core, optional = union
+        return None if optional and value is None else _check(subject, value, core, meta)
+    if kind is Any:
+        return value
+    if typing.get_origin(kind) is tuple:
+        return _check_items(subject, value, typing.get_args(kind)[0], meta)
+    if _is_mapping(kind):
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{subject} must be a mapping, got {value!r}")
+        return dict(value)
+    if _is_path(kind):
+        if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):
+            return kind(value)
+        raise ConfigError(f"{subject} must be a path, got {value!r}")
+    if kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
-    if kind in (str, "str"):
-        if not isinstance(value, str) or value not in meta["choices"]:
-            raise ConfigError(f"config key '{key}' must be one of {', '.join(meta['choices'])}; got {value!r}")
+        raise ConfigError(f"{subject} must be true or false, got {value!r}")
+    if kind is str:
+        if meta.get("choices"):
+            if not isinstance(value, str) or value not in meta["choices"]:
+                raise ConfigError(f"{subject} must be one of {', '.join(meta['choices'])}; got {value!r}")
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # --set preset=2024: YAML read a number
+        if not isinstance(value, str):
+            raise ConfigError(f"{subject} must be text, got {value!r}")
         return value
+    if kind in (int, float):
+        return _check_number(subject, value, kind, meta)
+    raise TypeError(f"{subject}: config fields of type {kind} are not supported")
+
+
+def _check_number(subject: str, value: Any, kind: type, meta: Mapping[str, Any]) -> float:
     try:
-        if kind in (int, "int"):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        if isinstance(value, bool):
+            raise ValueError
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             number: float = int(value)
         else:
-            if isinstance(value, bool):
-                raise ValueError
             number = float(value)
-    except (TypeError, ValueError):
-        what = "an integer" if kind in (int, "int") else "a number"
-        raise ConfigError(f"config key '{key}' must be {what}, got {value!r}") from None
-    lo, hi = meta["lo"], meta["hi"]
-    if not (lo <= number <= hi):  # also rejects NaN
-        raise ConfigError(f"config key '{key}' must be in [{lo:g}, {hi:g}], got {value!r}")
+            if math.isnan(number):
+                raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{subject} must be {what}, got {value!r}") from None
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise ConfigError(f"{subject} must be {'in ' if lo is not None and hi is not None else ''}"
+                          f"{_range(lo, hi)}, got {value!r}")
     return number
+
+
+def _check_items(subject: str, value: Any, item: Any, meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A tuple field: a list (or a comma-separated string) of items, each checked as ``item``."""
+    if isinstance(value, str):
+        value = [part for part in (p.strip() for p in value.split(",")) if part]
+    noun = "name" if item is str else "value"
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{subject} must be a list of {noun}s, got {value!r}")
+    items = tuple(_check(subject, v, item, meta) for v in value)
+    if meta.get("distinct") and (not items or len(set(items)) != len(items)):
+        raise ConfigError(f"{subject} must list at least one {noun}, each once; got {list(items)}")
+    return items

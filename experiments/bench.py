@@ -47,6 +47,9 @@ from typing import Any
 
 import numpy as np
 
+from driftrec.envs.config import Config, ConfigError, knob
+from driftrec.envs.presets import PRESETS
+
 SCHEMA_VERSION = 1
 TARGET_PRESET = "default"
 TARGET_USER_STEPS = 1_000_000.0  # VecEnv user-steps/s of TARGET_PRESET at BenchSettings.target_users
@@ -64,43 +67,34 @@ DESCRIPTION = ("Time ShopSim batched (SB3 VecEnv and bare core) and single-user,
 
 
 @dataclasses.dataclass(frozen=True)
-class BenchSettings:
-    """What ``driftrec bench`` measures and where it writes the report."""
+class BenchSettings(Config):
+    """What ``driftrec bench`` measures and where it writes the report (a message names a setting by
+    its flag, ``--memory-users``)."""
 
-    presets: tuple[str, ...] = ("default", "recsim-ie")  # presets timed (each row of the table)
-    users: tuple[int, ...] = (1, 64, 1024, 4096)  # batch sizes N
-    seconds: float = 1.0  # timed seconds of one measurement (one sample)
-    repeats: int = 3  # samples per measurement; the report uses their median
-    memory_users: int = 1_000_000  # users of the memory measurement; 0 skips it
-    out: str | None = "bench.json"  # JSON report path; None writes nothing
-    cpu: int | None = None  # CPU the children are pinned to: None the first allowed one, -1 no pinning
-    target_users: int = 4096  # N at which the batched targets are judged
-    isolate: bool = True  # each group in a fresh pinned child; False: in this process, unpinned (tests)
-    clock: str = "wall"  # "wall" (perf_counter) or "cpu" (the child's CPU time: robust on a shared machine)
+    label = "bench setting"
 
-    def validate(self) -> None:
-        """Raise ValueError (one line naming the option) on a setting that cannot run."""
-        from driftrec.envs.presets import PRESETS
+    presets: tuple[str, ...] = knob(("default", "recsim-ie"), "presets timed (each row of the table)",
+                                    choices=tuple(PRESETS), distinct=True)
+    users: tuple[int, ...] = knob((1, 64, 1024, 4096), "batch sizes N", 1, distinct=True)
+    seconds: float = knob(1.0, "timed seconds of one measurement (one sample), > 0")
+    repeats: int = knob(3, "samples per measurement; the report uses their median", 1)
+    memory_users: int = knob(1_000_000, "users of the memory measurement; 0 skips it", 0)
+    out: str | None = knob("bench.json", "JSON report path; None writes nothing")
+    cpu: int | None = knob(None, "CPU the children are pinned to: None the first allowed one, -1 no pinning", -1)
+    target_users: int = knob(4096, "N at which the batched targets are judged", 1)
+    isolate: bool = knob(True, "each group in a fresh pinned child; False: in this process, unpinned (tests)")
+    clock: str = knob("wall", "'wall' (perf_counter) or 'cpu' (the child's CPU time: robust on a shared machine)",
+                      choices=tuple(CLOCKS))
 
-        if not self.presets:
-            raise ValueError("--presets: give at least one preset")
-        for name in self.presets:
-            if name not in PRESETS:
-                raise ValueError(f"--presets: unknown preset '{name}'; choose from: {', '.join(PRESETS)}")
-        if len(set(self.presets)) != len(self.presets):
-            raise ValueError(f"--presets: a preset is named twice in {list(self.presets)}")
-        if not self.users or any(n < 1 for n in self.users) or len(set(self.users)) != len(self.users):
-            raise ValueError(f"--users: batch sizes must be distinct integers >= 1, got {list(self.users)}")
+    @classmethod
+    def subject(cls, key: str) -> str:
+        """The flag of setting ``key``: ``--memory-users``."""
+        return "--" + key.replace("_", "-")
+
+    def check(self) -> None:
+        """A sample must take some time."""
         if not (self.seconds > 0 and math.isfinite(self.seconds)):
-            raise ValueError(f"--seconds must be > 0, got {self.seconds}")
-        if self.clock not in CLOCKS:
-            raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
-        if self.repeats < 1:
-            raise ValueError(f"--repeats must be >= 1, got {self.repeats}")
-        if self.memory_users < 0:
-            raise ValueError(f"--memory-users must be >= 0, got {self.memory_users}")
-        if self.cpu is not None and self.cpu < -1:
-            raise ValueError(f"--cpu must be a CPU number or -1 (no pinning), got {self.cpu}")
+            raise ConfigError(f"--seconds must be > 0, got {self.seconds}")
 
 
 # Tiny settings for tests and CI: fast, but every code path runs.

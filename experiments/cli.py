@@ -17,14 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from driftrec.agents.policies import DEFAULT_BURN_IN_USERS, POLICIES, make_policy
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.config import ConfigError, SimConfig, parse_sets
 from driftrec.envs.events import EventLogError, EventWriter, load_events
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, preset_config
@@ -108,7 +107,7 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Simulate ``args.users`` users and write their events to ``args.out``."""
-    overrides = parse_overrides(args.overrides)
+    overrides = parse_sets(args.overrides)
     if args.days is not None:
         overrides["horizon_days"] = args.days
     cfg = preset_config(args.preset, overrides)
@@ -147,19 +146,8 @@ def policy_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> {key: value} with values parsed as YAML (numbers, bools, strings)."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise CLIError(f"bad --set '{item}': expected KEY=VALUE, e.g. --set drift_gradual=0.2")
-        try:
-            overrides[key] = yaml.safe_load(text) if text.strip() else text
-        except yaml.YAMLError:
-            raise CLIError(f"bad --set '{item}': the value is not valid YAML") from None
-    return overrides
+parse_overrides = parse_sets
+"""``["key=value", ...]`` -> {key: value}: the one ``--set`` grammar, :func:`driftrec.envs.config.parse_sets`."""
 
 
 def check_output(path: Path) -> None:

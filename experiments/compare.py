@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from driftrec.envs.config import ConfigError, knob, read_yaml_mapping, replace_checked
+from driftrec.envs.config import Config, ConfigError, knob, parse_sets, read_yaml_mapping
 from driftrec.envs.presets import PRESETS, is_preset_path, preset_config, resolve_preset
 from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
 
@@ -73,8 +73,6 @@ WARM = "warm"
 WARM_TEACHER = "mlp"  # reads the ``features`` observation that the RL agents read
 PROFILES = ("smoke", "quick", "standard", "full")
 DEFAULT_PROFILE = "quick"
-LISTS = ("presets", "policies")
-MAPPINGS = ("sim", "supervised", "hyperparams")
 RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users", "jobs")
 """Fields a finished run folder may be resumed with different values of (they add or drop cells)."""
 
@@ -98,13 +96,18 @@ def check_policy(name: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class CompareConfig:
+class CompareConfig(Config):
     """What ``driftrec compare`` runs: presets, seeds, policies, users and budgets (see benchmark.yaml)."""
 
-    presets: tuple[str, ...] = ("default",)
-    policies: tuple[str, ...] = (*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn", "ppo-warm",
-                                 "dqn-warm")
-    # (REFERENCE holds oracle-planner, the upper reference; tuned on the world's validation users)
+    label = "compare config"
+    unknown_hint = "; see experiments/configs/benchmark.yaml"
+
+    presets: tuple[str, ...] = knob(("default",), "simulator presets (names or preset YAML files): one world per "
+                                                  "preset and seed", distinct=True)
+    policies: tuple[str, ...] = knob((*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn", "ppo-warm",
+                                      "dqn-warm"), "policies compared: references (oracle-planner, the upper one, "
+                                                   "tuned on the world's validation users), supervised models "
+                                                   "(-finetune, -retrain), RL agents (-warm)", distinct=True)
     seeds: int = knob(1, "seeds (worlds: catalog and users) first_seed, first_seed + 1, ...", 1, 1000)
     first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
     log_users: int = knob(1000, "users of the logging policy whose events train popularity and the supervised models",
@@ -127,37 +130,16 @@ class CompareConfig:
     torch_threads: int = knob(1, "torch threads (0: torch's default); one is ~15% slower on an idle 2-core machine "
                                  "and many times faster when other processes share the cores; the count changes "
                                  "floating-point sums, so it is part of what makes a run reproducible", 0, 1024)
-    sim: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    supervised: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    sim: Mapping[str, Any] = knob({}, "SimConfig keys laid over every preset")
+    supervised: Mapping[str, Any] = knob({}, "SupervisedConfig keys (epochs, hidden, lr, ...)")
+    hyperparams: Mapping[str, Any] = knob({}, "per RL algorithm, rl-zoo3 keys over agents/hyperparams/<algo>.yml, "
+                                              "or the path of such a YAML file")
 
     @property
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], base: CompareConfig | None = None) -> CompareConfig:
-        """Validate ``values`` over ``base`` (defaults if None); ConfigError names the bad key."""
-        values = dict(values)
-        special: dict[str, Any] = {}
-        for key in LISTS:
-            if key in values:
-                special[key] = _names(key, values.pop(key))
-        for key in MAPPINGS:
-            if key in values:
-                value = values.pop(key)
-                if value is None:
-                    value = {}
-                if not isinstance(value, Mapping):
-                    raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
-                special[key] = dict(value)
-        cfg = replace_checked(base if base is not None else cls(), values, label="compare config",
-                              unknown_hint="; see experiments/configs/benchmark.yaml")
-        cfg = dataclasses.replace(cfg, **special)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
+    def check(self) -> None:
         """Check the presets, policies and nested mappings (each mistake: one ConfigError line)."""
         for preset in self.presets:
             if preset not in PRESETS and not is_preset_path(preset):
@@ -169,9 +151,6 @@ class CompareConfig:
             raise ConfigError(f"presets must have distinct names, got {labels}")
         for policy in self.policies:
             check_policy(policy)
-        for what, names in (("presets", self.presets), ("policies", self.policies)):
-            if len(set(names)) != len(names) or not names:
-                raise ConfigError(f"config key '{what}' must list at least one name, each once; got {list(names)}")
         for preset in self.presets:
             try:
                 cfg = preset_config(preset, self.sim)
@@ -200,23 +179,6 @@ class CompareConfig:
 
                 check_hyperparams(algo, value, where=f" (hyperparams.{algo})")
 
-    def to_dict(self) -> dict[str, Any]:
-        """YAML-safe mapping of every field."""
-        out = dataclasses.asdict(self)
-        for key in LISTS:
-            out[key] = list(out[key])
-        for key in MAPPINGS:
-            out[key] = json.loads(json.dumps(out[key]))  # plain dicts, lists and scalars
-        return out
-
-
-def _names(key: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v for v in (part.strip() for part in value.split(",")) if v]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"config key '{key}' must be a list of names, got {value!r}")
-    return tuple(value)
-
 
 # ------------------------------------------------------------------------------------- config files
 def default_config_path() -> Path:
@@ -227,7 +189,8 @@ def default_config_path() -> Path:
 def load_config(path: str | Path | None = None, profile: str = DEFAULT_PROFILE,
                 overrides: Mapping[str, Any] | None = None) -> CompareConfig:
     """The config of ``path`` (default: the packaged benchmark): its ``defaults``, the ``profile``
-    laid over them, then ``overrides`` (dotted keys reach into ``sim``, ``supervised``, ``hyperparams``)."""
+    laid over them, then ``overrides`` (dotted keys reach into ``sim``, ``supervised``, ``hyperparams``; mappings
+    merge key by key)."""
     path = Path(path) if path is not None else default_config_path()
     data = read_yaml_mapping(path, "config file")
     unknown = set(data) - {"defaults", "profiles"}
@@ -239,41 +202,10 @@ def load_config(path: str | Path | None = None, profile: str = DEFAULT_PROFILE,
         raise ConfigError(f"config file '{path}' has no profile '{profile}'; it has: {', '.join(profiles) or 'none'}")
     try:
         cfg = CompareConfig.from_dict(data.get("defaults") or {})
-        cfg = CompareConfig.from_dict(_merge(cfg.to_dict(), profiles[profile] or {}))
-        return CompareConfig.from_dict(_merge(cfg.to_dict(), _nest(overrides or {})))
+        cfg = CompareConfig.from_dict(profiles[profile] or {}, base=cfg)
+        return CompareConfig.from_dict(overrides or {}, base=cfg)
     except ConfigError as err:
         raise ConfigError(f"{path} (profile {profile}): {err}") from None
-
-
-def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """{'sim.horizon_days': 3} -> {'sim': {'horizon_days': 3}}."""
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        parts = str(key).split(".")
-        if parts[0] not in MAPPINGS and len(parts) > 1:
-            raise ConfigError(f"--set {key}: only {', '.join(MAPPINGS)} take dotted keys")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: '{part}' is set to a value and a mapping at once")
-        node[parts[-1]] = value
-    return out
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` laid over ``base``; the nested mappings merge key by key."""
-    out = dict(base)
-    for key, value in over.items():
-        if key in MAPPINGS and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            merged = dict(out[key])
-            for k, v in value.items():
-                both = isinstance(v, Mapping) and isinstance(merged.get(k), Mapping)
-                merged[k] = {**merged[k], **v} if both else v
-            out[key] = merged
-        else:
-            out[key] = value
-    return out
 
 
 # ------------------------------------------------------------------------------------- one world
@@ -775,9 +707,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run_compare_cli(args: Any) -> int:
     """``driftrec compare``: resolve the config, run or resume, print the summary's path and verdicts."""
-    from driftrec.experiments.cli import parse_overrides
-
-    overrides = parse_overrides(args.overrides)
+    overrides = parse_sets(args.overrides)
     if args.presets is not None:
         overrides["presets"] = args.presets
     if args.seeds is not None:

@@ -28,26 +28,31 @@ from typing import Any
 
 import pandas as pd
 
+from driftrec.envs.config import REQUIRED, Config, knob, parse_sets
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
-from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
+from driftrec.experiments.cli import CLIError, int_arg, positive_int
 from driftrec.experiments.ingest import add_log_arguments, log_format
 
 
 @dataclasses.dataclass(frozen=True)
-class OfflineConfig:
+class OfflineConfig(Config):
     """What ``driftrec offline`` runs."""
 
-    logs: Path  # CSV or Parquet log (raw, or a driftrec event log)
-    models: tuple[str, ...] = ("popularity", "mlp", "gru", "transformer")  # popularity is always evaluated
-    out: Path | None = None  # run folder for results.csv, metrics.json, <model>/model.pt, summary.md
-    format: Path | None = None  # LogFormat YAML for raw logs (column names, behaviour mapping)
-    skip_bad_rows: bool = False  # skip (and count) bad rows instead of stopping at the first
-    preset: str | None = None  # the preset whose catalog the log's items are (features for the simulator)
-    seed: int = 0  # seed of model weights, batches and sampled negatives
-    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # SupervisedConfig keys
-    negatives: int = 4  # sampled negatives per target when the log has no impressions
-    min_targets: int = 3  # users with fewer targets are training-only
-    torch_threads: int = 1  # torch's CPU threads (0: torch's default); 1 is robust on shared cores, as in compare
+    label = "offline"
+
+    logs: Path = knob(REQUIRED, "CSV or Parquet log (raw, or a driftrec event log)")
+    models: tuple[str, ...] = knob(("popularity", "mlp", "gru", "transformer"),
+                                   "models evaluated (popularity always is)")
+    out: Path | None = knob(None, "run folder for results.csv, metrics.json, <model>/model.pt, summary.md")
+    format: Path | None = knob(None, "LogFormat YAML for raw logs (column names, behaviour mapping)")
+    skip_bad_rows: bool = knob(False, "skip (and count) bad rows instead of stopping at the first")
+    preset: str | None = knob(None, "the preset whose catalog the log's items are (features for the simulator)")
+    seed: int = knob(0, "seed of model weights, batches and sampled negatives", 0)
+    overrides: Mapping[str, Any] = knob({}, "SupervisedConfig keys")
+    negatives: int = knob(4, "sampled negatives per target when the log has no impressions", 1)
+    min_targets: int = knob(3, "users with fewer targets are training-only", 2)
+    torch_threads: int = knob(1, "torch's CPU threads (0: torch's default); 1 is robust on shared cores, as in "
+                                 "compare", 0, 1024)
 
 
 @dataclasses.dataclass
@@ -76,6 +81,7 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     from driftrec.envs.presets import preset_config
     from driftrec.ingest.load import load_log
 
+    config.validate()
     say = progress or (lambda _: None)
     models = parse_models(list(config.models))
     train_cfg = SupervisedConfig.from_dict(dict(config.overrides))  # unknown keys: ConfigError naming them
@@ -230,7 +236,7 @@ def run_offline_cli(args: argparse.Namespace) -> int:
 
     config = OfflineConfig(logs=args.logs, models=tuple(args.model.split(",")), out=args.out, format=args.log_format,
                            skip_bad_rows=args.skip_bad_rows, preset=args.preset, seed=args.seed,
-                           overrides=parse_overrides(args.overrides), negatives=args.negatives,
+                           overrides=parse_sets(args.overrides), negatives=args.negatives,
                            min_targets=args.min_targets, torch_threads=args.torch_threads)
     result = run_offline(config, progress=lambda line: print(f"offline: {line}", file=sys.stderr, flush=True))
     table = Table(title=f"offline evaluation of {escape(str(args.logs))} (leave-last-out, full catalog)")

@@ -55,11 +55,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.config import REQUIRED, Config, ConfigError, SimConfig, knob, parse_sets
 from driftrec.envs.presets import preset_config, resolve_preset
 from driftrec.envs.rollout import train_seeds
 from driftrec.experiments.artifacts import plain
-from driftrec.experiments.cli import CLIError, check_output, int_arg, non_negative_int, parse_overrides, positive_int
+from driftrec.experiments.cli import CLIError, check_output, int_arg, non_negative_int, positive_int
 
 if TYPE_CHECKING:  # torch and SB3 take seconds to import: `driftrec presets` should not wait for them
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -76,27 +76,31 @@ SB3_SEED = int_arg(0, 2**31, "an integer seed")  # SB3 seeds numpy's legacy Rand
 
 
 @dataclasses.dataclass(frozen=True)
-class RLTrainConfig:
+class RLTrainConfig(Config):
     """One RL training run: the CLI's ``driftrec train ALGO`` flags, for tests, tuning and notebooks."""
 
-    algo: str  # ppo | dqn | a2c | qrdqn | maskable-ppo
-    out: Path | str  # run folder (created); see the module doc for what it holds
-    preset: str = "default"  # simulator preset
-    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # SimConfig keys over the preset
-    hyperparams: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # over the file's
-    hyperparams_file: Path | None = None  # None: the packaged agents/hyperparams/<algo>.yml
-    timesteps: int | None = None  # training budget (user-steps); None: the hyperparameters' n_timesteps
-    users: int | None = None  # users stepped together (n_envs); None: the hyperparameters' n_envs or 64
-    seed: int = 0  # seeds SB3 (torch, exploration) and the training users (SEED + i)
-    eval_freq: int | None = None  # timesteps between validations; None: 10 per run; 0: none
-    eval_users: int = 256  # validation users (SEED + 3*10**9 + i), the same at every validation
-    checkpoint_freq: int | None = None  # timesteps between checkpoints; None: as eval_freq; 0: none
-    progress_bar: bool = False  # SB3's tqdm/rich bar on stderr
-    overwrite: bool = False  # replace a finished run in ``out``
-    verbose: int = 0  # SB3 verbosity
-    warm_start: Path | str | None = None  # a supervised model (its run folder or model.pt) to distil first
-    warm_start_logs: Path | str | None = None  # the log it distils on (None: the teacher serves training users)
-    warm_start_steps: int = 500  # distillation gradient steps (driftrec.agents.warm_start)
+    label = "RL training"
+
+    algo: str = knob(REQUIRED, "RL algorithm", choices=RL_ALGOS)
+    out: Path | str = knob(REQUIRED, "run folder (created); see the module doc for what it holds")
+    preset: str = knob("default", "simulator preset (a name or a preset YAML file)")
+    overrides: Mapping[str, Any] = knob({}, "SimConfig keys over the preset")
+    hyperparams: Mapping[str, Any] = knob({}, "hyperparameters over the file's")
+    hyperparams_file: Path | None = knob(None, "hyperparameter YAML; None: the packaged agents/hyperparams/<algo>.yml")
+    timesteps: int | None = knob(None, "training budget (user-steps); None: the hyperparameters' n_timesteps", 1)
+    users: int | None = knob(None, f"users stepped together (n_envs); None: the hyperparameters' n_envs or "
+                                   f"{DEFAULT_USERS}", 1)
+    seed: int = knob(0, "seeds SB3 (torch, exploration) and the training users (SEED + i)", 0)
+    eval_freq: int | None = knob(None, f"timesteps between validations; None: {DEFAULT_EVALUATIONS} per run; 0: none",
+                                 0)
+    eval_users: int = knob(256, "validation users (SEED + 3*10**9 + i), the same at every validation", 1)
+    checkpoint_freq: int | None = knob(None, "timesteps between checkpoints; None: as eval_freq; 0: none", 0)
+    progress_bar: bool = knob(False, "SB3's tqdm/rich bar on stderr")
+    overwrite: bool = knob(False, "replace a finished run in out")
+    verbose: int = knob(0, "SB3 verbosity", 0, 2)
+    warm_start: Path | str | None = knob(None, "a supervised model (its run folder or model.pt) to distil first")
+    warm_start_logs: Path | str | None = knob(None, "the log it distils on (None: the teacher serves training users)")
+    warm_start_steps: int = knob(500, "distillation gradient steps (driftrec.agents.warm_start)", 1)
 
 
 @dataclasses.dataclass
@@ -177,9 +181,8 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = (), *,
     from driftrec.envs.model import build_model
     from driftrec.envs.vector import ShopSimVecEnv
 
+    config.validate()
     algo = config.algo
-    if algo not in RL_ALGOS:
-        raise ConfigError(f"unknown algorithm '{algo}'; choose one of: {', '.join(RL_ALGOS)}")
     cfg = preset_config(config.preset, config.overrides) if sim_config is None else sim_config
     preset = resolve_preset(config.preset)  # a calibrated preset file takes its base preset's hyperparameters
     hp = load_hyperparams(algo, preset.base or preset.name, config.hyperparams_file)
@@ -193,11 +196,6 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = (), *,
     if "n_timesteps" not in hp:
         raise ConfigError(f"no training budget: give --timesteps or n_timesteps in the {algo} hyperparameters")
     n_timesteps, n_users = int(hp["n_timesteps"]), int(hp["n_envs"])
-    for name, value in (("eval_freq", config.eval_freq), ("checkpoint_freq", config.checkpoint_freq)):
-        if value is not None and value < 0:
-            raise ConfigError(f"{name} must be >= 0, got {value}")
-    if config.eval_users < 1:
-        raise ConfigError(f"eval_users must be >= 1, got {config.eval_users}")
     eval_freq = config.eval_freq if config.eval_freq is not None else max(n_timesteps // DEFAULT_EVALUATIONS, 1)
     checkpoint_freq = config.checkpoint_freq if config.checkpoint_freq is not None else eval_freq
     teacher = _warm_start_teacher(config)
@@ -245,8 +243,6 @@ def _warm_start_teacher(config: RLTrainConfig) -> Any:
         if config.warm_start_logs is not None:
             raise ConfigError("a warm-start log was given without a model to warm-start from (--warm-start)")
         return None
-    if config.warm_start_steps < 1:
-        raise ConfigError(f"warm_start_steps must be >= 1, got {config.warm_start_steps}")
     path = Path(config.warm_start)
     file = path / "model.pt" if path.is_dir() else path
     if not file.is_file():
@@ -408,8 +404,9 @@ def train_policy(kind: str, sim_config: SimConfig | None, out: Path | str, *, pr
         raise ConfigError(f"{kind} trains in a simulator: give its config")
     base = preset_config(preset).to_dict()
     overrides = {k: v for k, v in sim_config.to_dict().items() if v != base[k]}
-    result = run_train(RLTrainConfig(kind, out, preset=preset, overrides=overrides, seed=seed, warm_start_logs=logs,
-                                     **settings), callbacks, sim_config=sim_config)
+    config = RLTrainConfig.from_dict({**settings, "algo": kind, "out": out, "preset": preset, "overrides": overrides,
+                                      "seed": seed, "warm_start_logs": logs})
+    result = run_train(config, callbacks, sim_config=sim_config)
     return TrainedPolicy(kind, result.out, float(result.spec["wall_time_s"]), int(result.spec["timesteps"]),
                          result.spec, result)
 
@@ -499,7 +496,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run_train_cli(args: argparse.Namespace) -> int:
     """``driftrec train``: dispatch to RL training or to the supervised models."""
-    overrides = parse_overrides(args.overrides)
+    overrides = parse_sets(args.overrides)
     if args.torch_threads:
         import torch
 
@@ -566,7 +563,7 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
     """``driftrec evaluate``: print the summary table (and write ``--json``)."""
     if args.json is not None:
         check_output(args.json)
-    result, spec, notes = run_evaluate(args.run, args.preset, parse_overrides(args.overrides), args.users, args.seed,
+    result, spec, notes = run_evaluate(args.run, args.preset, parse_sets(args.overrides), args.users, args.seed,
                                        args.batch, deterministic=not args.stochastic)
     for note in notes:
         print(f"driftrec: note: {note}", file=sys.stderr)

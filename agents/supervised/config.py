@@ -1,6 +1,6 @@
 """Typed, validated training configuration of the supervised recommenders.
 
-One flat dataclass, a one-line doc and an allowed range per field (as :class:`SimConfig` does).
+One :class:`~driftrec.envs.config.Config` of knobs, a one-line doc and an allowed range each (as :class:`SimConfig`).
 ``driftrec train ... --set key=value`` overrides go through :func:`split_overrides`: a key of
 :class:`SupervisedConfig` sets a training knob, any other key must be a :class:`SimConfig` key and
 describes the simulator the log came from (its catalog and observation layout are the model's
@@ -14,13 +14,15 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from driftrec.envs.config import ConfigError, SimConfig, knob, replace_checked
+from driftrec.envs.config import Config, ConfigError, SimConfig, knob
 from driftrec.envs.presets import PRESETS
 
 
 @dataclasses.dataclass(frozen=True)
-class SupervisedConfig:
+class SupervisedConfig(Config):
     """Knobs of data splitting, model size, optimisation, fine-tuning and deployed retraining."""
+
+    label = "training"
 
     # --- the simulator the log came from ------------------------------------------------------
     preset: str = knob("default", "simulator preset the log was simulated with (catalog and feature layout)",
@@ -83,22 +85,10 @@ class SupervisedConfig:
     threshold: float = knob(0.5, "probability threshold of accuracy, precision, recall and F1", 0.0, 1.0)
     top_k: int = knob(10, "cut-off of HR@k and NDCG@k", 1, 10_000)
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], base: SupervisedConfig | None = None) -> SupervisedConfig:
-        """Build a config from ``values`` on top of ``base`` (defaults if None), validating each key."""
-        cfg = replace_checked(base if base is not None else cls(), values, label="training")
-        if cfg.embedding_dim % cfg.heads:
-            raise ConfigError(f"config key 'heads' ({cfg.heads}) must divide embedding_dim ({cfg.embedding_dim})")
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping of every field (YAML-safe)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def describe(cls) -> list[tuple[str, str, str]]:
-        """(key, default, doc) of every knob, for docs and help texts."""
-        return [(f.name, repr(f.default), f.metadata["doc"]) for f in dataclasses.fields(cls)]
+    def check(self) -> None:
+        """The transformer's heads must divide its embedding width."""
+        if self.embedding_dim % self.heads:
+            raise ConfigError(f"config key 'heads' ({self.heads}) must divide embedding_dim ({self.embedding_dim})")
 
 
 def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
