@@ -287,7 +287,7 @@ def _measure_rl(algo: str, preset: str, steps: int, hyperparams: dict[str, Any],
 def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
     """Log, examples, then per repeat: train each model ``epochs`` epochs; serve oracle-greedy and each model."""
     from driftrec.agents.evaluate import evaluate_policy
-    from driftrec.agents.policies import make_policy
+    from driftrec.agents.registry import make_policy
     from driftrec.agents.supervised import FeatureSpec, SupervisedConfig, SupervisedPolicy, build_examples, fit
     from driftrec.agents.supervised import make_model as make_supervised
     from driftrec.envs.events import EventRecorder, load_events, load_users

@@ -145,7 +145,7 @@ def simulate_log(cfg: SimConfig, users: int, seed: int, groups: int = 1) -> pd.D
     ``seed + g`` (its burn-in is that of ``driftrec simulate --policy logging --seed SEED+g``), so
     the log pools several burn-ins instead of hanging on one burn-in's top item.
     """
-    from driftrec.agents.policies import make_policy
+    from driftrec.agents.registry import make_policy
     from driftrec.envs.events import EventRecorder
     from driftrec.envs.model import build_model
     from driftrec.envs.rollout import eval_seeds, rollout

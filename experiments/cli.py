@@ -23,7 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driftrec.agents.policies import DEFAULT_BURN_IN_USERS, POLICIES, make_policy
+from driftrec.agents.policies import DEFAULT_BURN_IN_USERS
+from driftrec.agents.registry import POLICIES, make_policy
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import EventLogError, EventRecorder, EventWriter, load_events
 from driftrec.envs.model import build_model

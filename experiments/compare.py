@@ -342,7 +342,7 @@ class World:
         from driftrec.envs.events import EventRecorder, EventWriter, load_events
 
         if not self.logs_path.is_file():
-            from driftrec.agents.policies import make_policy
+            from driftrec.agents.registry import make_policy
             from driftrec.envs.rollout import rollout, train_seeds
 
             start = time.perf_counter()
@@ -392,7 +392,7 @@ class World:
     def _policy(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
         """The policy object, what training it cost ({wall_s, env_steps, ...}) and the simulator
         (observation mode) it acts in."""
-        from driftrec.agents.policies import make_policy
+        from driftrec.agents.registry import make_policy
 
         n = self.cfg.eval_users
         if policy in ("random", "oracle-greedy"):
@@ -703,7 +703,7 @@ def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[World], repo
 
 def _trace(world: World, cfg: CompareConfig, path: Path) -> None:
     """Interest trajectories of a few evaluation users under oracle-greedy (it keeps them longest)."""
-    from driftrec.agents.policies import make_policy
+    from driftrec.agents.registry import make_policy
     from driftrec.envs.rollout import eval_seeds
     from driftrec.experiments import figures
 

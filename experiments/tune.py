@@ -1094,7 +1094,7 @@ def _supervised_objective(setup: _Setup) -> Callable[[Trial], float]:
 def simulate_log(setup: _Setup, path: Path) -> int:
     """The logging policy's events of the study's log users (seeds ``seed + i``), written atomically
     to ``path`` (as compare's logs); returns the number of events."""
-    from driftrec.agents.policies import make_policy
+    from driftrec.agents.registry import make_policy
     from driftrec.envs.events import EventRecorder, EventWriter
     from driftrec.envs.model import build_model
     from driftrec.envs.rollout import rollout, train_seeds

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from driftrec.agents.policies import RandomPolicy, make_policy
+from driftrec.agents.policies import RandomPolicy
+from driftrec.agents.registry import make_policy
 from driftrec.agents.supervised.data import log_sim_config
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import load_events, load_users
