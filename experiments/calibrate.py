@@ -364,7 +364,7 @@ def _num(value: Any) -> str:
 # ------------------------------------------------------------------------------------- CLI
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``driftrec calibrate``."""
-    from driftrec.experiments.cli import positive_int
+    from driftrec.experiments.cliutil import positive_int
     from driftrec.experiments.ingest import add_log_arguments
 
     p = sub.add_parser(
@@ -402,7 +402,7 @@ def read_log(path: Path, format_file: Path | None = None, skip_bad_rows: bool = 
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate to ``args.logs`` and write ``args.out`` with its report."""
-    from driftrec.experiments.cli import CLIError, check_output, parse_overrides
+    from driftrec.experiments.cliutil import CLIError, check_output, parse_overrides
 
     if not math.isfinite(args.budget) or args.budget <= 0:
         raise CLIError(f"--budget must be a positive number of seconds, got {args.budget}")

@@ -750,7 +750,7 @@ def _fmt(value: Any) -> str:
 # ------------------------------------------------------------------------------------- CLI
 def add_parser(subparsers: Any) -> None:
     """Register ``driftrec compare``."""
-    from driftrec.experiments.cli import positive_int
+    from driftrec.experiments.cliutil import positive_int
 
     p = subparsers.add_parser(
         "compare", help="train and compare every policy on held-out users (the main job)",
@@ -780,7 +780,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run_compare_cli(args: Any) -> int:
     """``driftrec compare``: resolve the config, run or resume, print the summary's path and verdicts."""
-    from driftrec.experiments.cli import parse_overrides
+    from driftrec.experiments.cliutil import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     if args.presets is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from driftrec.envs.logs import DEFAULT_CHUNK_ROWS, LoadedLog, LogFormat, LogLoadError, load_log, write_loaded
-from driftrec.experiments.cli import CLIError, check_output, parse_overrides, positive_int
+from driftrec.experiments.cliutil import CLIError, check_output, parse_overrides, positive_int
 
 PLAIN_PROGRESS_AFTER_S = 5.0  # without a terminal, progress lines start once a load takes this long
 

@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
-from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
+from driftrec.experiments.cliutil import CLIError, int_arg, parse_overrides, positive_int
 from driftrec.experiments.ingest import add_log_arguments, log_format
 
 

@@ -56,7 +56,14 @@ from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.presets import preset_config, resolve_preset
 from driftrec.envs.rollout import train_seeds
 from driftrec.experiments.artifacts import plain
-from driftrec.experiments.cli import CLIError, check_output, int_arg, non_negative_int, parse_overrides, positive_int
+from driftrec.experiments.cliutil import (
+    CLIError,
+    check_output,
+    int_arg,
+    non_negative_int,
+    parse_overrides,
+    positive_int,
+)
 
 if TYPE_CHECKING:  # torch and SB3 take seconds to import: `driftrec presets` should not wait for them
     from stable_baselines3.common.base_class import BaseAlgorithm

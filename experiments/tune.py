@@ -86,7 +86,7 @@ import yaml
 from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
-from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
+from driftrec.experiments.cliutil import CLIError, int_arg, parse_overrides, positive_int
 
 if TYPE_CHECKING:  # optuna, SB3 and torch take seconds to import: `driftrec presets` should not wait
     import optuna
