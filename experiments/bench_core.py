@@ -169,6 +169,7 @@ def _measure_batched(presets: Sequence[str], n: int, seconds: float, repeats: in
     """
     from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
+    # the simulator (numba) and the vector shells (SB3) load in the child that measures, not in `driftrec bench`
     from driftrec.envs import make_vec_env, model_for
     from driftrec.envs.rng import user_keys
 
@@ -216,7 +217,7 @@ def _measure_single(presets: Sequence[str], seconds: float, repeats: int,
     """Steps/s of the single-user env, raw and as ``gym.make`` builds it, resetting when done."""
     import gymnasium as gym
 
-    from driftrec.envs import ENV_ID, ShopSimEnv
+    from driftrec.envs import ENV_ID, ShopSimEnv  # in the measuring child, as above
 
     rng = np.random.default_rng(0)
     steps: dict[tuple[str, str], Callable[[], None]] = {}
@@ -240,7 +241,7 @@ def _measure_single(presets: Sequence[str], seconds: float, repeats: int,
 
 def _measure_memory(preset: str, n: int) -> dict[str, Any]:
     """Peak resident set of this (fresh) process around a batch of ``n`` users, in MiB."""
-    from driftrec.envs import model_for
+    from driftrec.envs import model_for  # in the measuring child, as above
     from driftrec.envs.rng import user_keys
 
     model = model_for(preset)

@@ -81,7 +81,7 @@ class LearnerSettings:
 
     def validate(self) -> None:
         """Raise ValueError (one line naming the option) on a setting that cannot run."""
-        from driftrec.envs.presets import PRESETS
+        from driftrec.envs.presets import PRESETS  # importing driftrec.envs loads numba: not for `bench --help`
 
         if self.preset not in PRESETS:
             raise ValueError(f"--presets: unknown preset '{self.preset}'; choose from: {', '.join(PRESETS)}")
@@ -272,7 +272,7 @@ def _torch_threads(threads: int) -> Iterator[int]:
 
 def _measure_rl(algo: str, preset: str, steps: int, hyperparams: dict[str, Any], threads: int) -> dict[str, Any]:
     """One ``driftrec train`` run of ``steps`` user-steps, validation and checkpoints off, timed whole."""
-    from driftrec.experiments.train import RLTrainConfig, run_train
+    from driftrec.experiments.train import RLTrainConfig, run_train  # in the measuring child, as the imports below
 
     with _torch_threads(threads) as used, tempfile.TemporaryDirectory(prefix="driftrec-bench-rl-") as tmp:
         config = RLTrainConfig(algo, tmp, preset=preset, hyperparams=hyperparams, timesteps=steps, eval_freq=0,
@@ -287,6 +287,7 @@ def _measure_rl(algo: str, preset: str, steps: int, hyperparams: dict[str, Any],
 
 def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
     """Log, examples, then per repeat: train each model ``epochs`` epochs; serve oracle-greedy and each model."""
+    # the simulator (numba) and torch load in the measuring child: `driftrec bench` itself imports neither
     from driftrec.agents.evaluate import evaluate_policy
     from driftrec.agents.registry import make_policy
     from driftrec.agents.supervised import FeatureSpec, SupervisedConfig, SupervisedPolicy, build_examples, fit

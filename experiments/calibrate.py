@@ -50,9 +50,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from driftrec.agents.registry import make_policy
 from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.events import EventRecorder
+from driftrec.envs.logs import load_log
+from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, preset_config
+from driftrec.envs.rollout import eval_seeds, rollout
+from driftrec.envs.world import build_world
 from driftrec.experiments.artifacts import plain, write_text
+from driftrec.experiments.cliutil import CLIError, check_output, parse_overrides, positive_int
+from driftrec.experiments.ingest import add_log_arguments, log_format
 from driftrec.experiments.logstats import STATISTICS, LogStats, log_stats
 
 DRIFT_KNOB = "drift_strength"
@@ -145,11 +153,6 @@ def simulate_log(cfg: SimConfig, users: int, seed: int, groups: int = 1) -> pd.D
     ``seed + g`` (its burn-in is that of ``driftrec simulate --policy logging --seed SEED+g``), so
     the log pools several burn-ins instead of hanging on one burn-in's top item.
     """
-    from driftrec.agents.registry import make_policy
-    from driftrec.envs.events import EventRecorder
-    from driftrec.envs.model import build_model
-    from driftrec.envs.rollout import eval_seeds, rollout
-
     model = build_model(cfg)
     recorder = EventRecorder(model)
     seeds = eval_seeds(seed, users)
@@ -172,16 +175,12 @@ def direct_overrides(real: LogStats, base_cfg: SimConfig, max_days: float) -> di
     if real.price_log_std is not None:
         # world.py draws log price = log price_mean + spread * (fixed normals of the world seed): its std
         # is linear in the spread, so one world at spread 1 gives the spread that matches exactly
-        from driftrec.envs.world import build_world
-
         unit = SimConfig.from_dict({"n_items": n_items, "n_categories": out.get("n_categories", base_cfg.n_categories),
                                     "price_spread": 1.0}, base=base_cfg)
         unit_std = float(np.log(build_world(unit).price).std())
         out["price_spread"] = float(min(real.price_log_std / unit_std, 5.0)) if unit_std > 0 else base_cfg.price_spread
     if real.price_median is not None:
         # prices are proportional to price_mean: scale it so the world's median item price is the log's
-        from driftrec.envs.world import build_world
-
         unit = SimConfig.from_dict({"n_items": n_items, "n_categories": out.get("n_categories", base_cfg.n_categories),
                                     "price_spread": out.get("price_spread", base_cfg.price_spread),
                                     "price_mean": 1.0}, base=base_cfg)
@@ -364,9 +363,6 @@ def _num(value: Any) -> str:
 # ------------------------------------------------------------------------------------- CLI
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``driftrec calibrate``."""
-    from driftrec.experiments.cliutil import positive_int
-    from driftrec.experiments.ingest import add_log_arguments
-
     p = sub.add_parser(
         "calibrate", help="fit a preset's knobs to a real event log; write a preset YAML and a report",
         description="Measure the log's statistics (catalog, popularity skew, categories, click-through, "
@@ -394,16 +390,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def read_log(path: Path, format_file: Path | None = None, skip_bad_rows: bool = False) -> pd.DataFrame:
     """The events of a log file (CSV, Parquet or a driftrec event log) via :func:`driftrec.envs.logs.load_log`;
     its errors are one-line ConfigErrors naming the file and row."""
-    from driftrec.envs.logs import load_log
-    from driftrec.experiments.ingest import log_format
-
     return load_log(path, log_format(format_file, []), skip_bad_rows=skip_bad_rows).events
 
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate to ``args.logs`` and write ``args.out`` with its report."""
-    from driftrec.experiments.cliutil import CLIError, check_output, parse_overrides
-
     if not math.isfinite(args.budget) or args.budget <= 0:
         raise CLIError(f"--budget must be a positive number of seconds, got {args.budget}")
     if not 0.1 <= args.max_days <= 3650:

@@ -52,7 +52,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from driftrec.agents.evaluate import EvalResult, evaluate_policy
 from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config, resolve_preset
 from driftrec.envs.rollout import train_seeds
 from driftrec.experiments.artifacts import plain
@@ -68,8 +70,6 @@ from driftrec.experiments.cliutil import (
 if TYPE_CHECKING:  # torch and SB3 take seconds to import: `driftrec presets` should not wait for them
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
-
-    from driftrec.agents.evaluate import EvalResult
 
 RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")  # driftrec.agents.rl.ALGORITHMS, without importing SB3
 SUPERVISED = ("mlp", "gru", "transformer")
@@ -165,7 +165,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecMonitor
 
-    from driftrec.agents.rl import (
+    from driftrec.agents.rl import (  # SB3 and torch, here and below: only the commands that train or load an agent
         HeldOutUsers,
         build_agent,
         env_spec,
@@ -174,8 +174,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
         save_agent,
         validation_seeds,
     )
-    from driftrec.envs.model import build_model
-    from driftrec.envs.vector import ShopSimVecEnv
+    from driftrec.envs.vector import ShopSimVecEnv  # imports SB3
 
     algo = config.algo
     if algo not in RL_ALGOS:
@@ -209,7 +208,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = ()) -> 
     start = time.perf_counter()
     warm: dict[str, Any] = {}
     if teacher is not None:
-        from driftrec.agents.warm_start import warm_start
+        from driftrec.agents.warm_start import warm_start  # SB3 and torch
 
         warm = warm_start(agent, teacher, model_sim, events=config.warm_start_logs, seed=config.seed,
                           steps=config.warm_start_steps).to_dict()
@@ -254,7 +253,7 @@ def _warm_start_teacher(config: RLTrainConfig) -> Any:
                           "run folder or its model.pt)")
     if config.warm_start_logs is not None and not Path(config.warm_start_logs).is_file():
         raise ConfigError(f"warm start: log '{config.warm_start_logs}' does not exist")
-    from driftrec.agents.warm_start import load_teacher
+    from driftrec.agents.warm_start import load_teacher  # SB3 and torch
 
     try:
         return load_teacher(file)
@@ -339,8 +338,7 @@ def run_evaluate(run: str | Path, preset: str | None = None, overrides: Mapping[
     overrides and then ``overrides`` on top. Returns (EvalResult, spec, notes); raises
     EnvSpecError (a ConfigError, one line naming what differs) when the spaces do not match.
     """
-    from driftrec.agents.evaluate import evaluate_policy
-    from driftrec.agents.rl import SB3Policy, check_env_spec, load_agent
+    from driftrec.agents.rl import SB3Policy, check_env_spec, load_agent  # SB3 and torch
 
     model, spec = load_agent(run)
     cfg = preset_config(preset or str(spec["preset"]), {**dict(spec.get("overrides") or {}), **dict(overrides or {})})
@@ -426,7 +424,7 @@ def run_train_cli(args: argparse.Namespace) -> int:
     if args.logs is not None and args.warm_start is None:
         raise CLIError(f"--logs is the training data of supervised models, or with --warm-start the log {args.algo} "
                        "is warm-started on; give --warm-start MODEL or drop --logs")
-    from driftrec.agents.rl import hyperparam_keys
+    from driftrec.agents.rl import hyperparam_keys  # SB3 and torch
 
     sim_keys, hp_keys = {f.name for f in dataclasses.fields(SimConfig)}, hyperparam_keys(args.algo)
     for key in overrides:  # --set serves both: a key that is neither gets one message naming both
@@ -468,7 +466,7 @@ def _train_supervised_cli(args: argparse.Namespace, overrides: dict[str, Any]) -
     if rl_only:
         raise CLIError(f"{', '.join(rl_only)} are for RL agents, not the supervised model {args.algo}")
     try:
-        from driftrec.agents.supervised import train_supervised
+        from driftrec.agents.supervised import train_supervised  # torch
     except ImportError as err:
         raise CLIError(f"supervised models are not available in this install ({err})") from None
     metrics = train_supervised(args.algo, args.logs, args.out, finetune_days=args.finetune_days, seed=args.seed,
