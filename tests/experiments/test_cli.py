@@ -21,7 +21,8 @@ from driftrec.envs.events import load_events, load_users
 from driftrec.envs.model import model_for
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.shopsim import ShopSimEnv
-from driftrec.experiments.cli import main, parse_overrides
+from driftrec.experiments.cli import COMMANDS, build_parser, main
+from driftrec.experiments.cliutil import parse_overrides
 
 SMALL = ["simulate", "--preset", "default", "--users", "20", "--days", "3", "--seed", "5"]
 
@@ -162,6 +163,33 @@ def test_missing_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main([])
     assert exit_.value.code == 2
     assert "usage: driftrec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_the_command_table_says_what_each_command_registers(command: str) -> None:
+    """The stub of a command (name, place and one-line help in `driftrec --help`) is what its module registers."""
+    assert build_parser(command).format_help() == build_parser().format_help()
+
+
+HEAVY = ("numba", "torch", "stable_baselines3", "optuna")
+
+
+@pytest.mark.parametrize(("argv", "commands"), [(["--help"], set()), (["presets", "--help"], {"presets"}),
+                                                (["bench", "--help"], {"bench", "bench_core", "bench_learners"})])
+def test_help_imports_only_the_chosen_command(argv: list[str], commands: set[str]) -> None:
+    """`driftrec --help` loads no command module and none of the heavy libraries; `driftrec CMD --help`
+    loads CMD's module (and what it imports) only."""
+    code = ("import sys\nfrom driftrec.experiments.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nprint(*sys.modules, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True).stderr
+    loaded = set(out.split())
+    experiments = {m.split(".")[2] for m in loaded if m.startswith("driftrec.experiments.")}
+    assert experiments == {"cli", "cliutil"} | commands
+    heavy = loaded & set(HEAVY)
+    if "presets" in commands:  # it reads the presets of driftrec.envs, whose package loads numba
+        assert heavy == {"numba"}
+    else:  # bench imports the simulator only in its measuring children
+        assert not heavy and not any(m.startswith(("driftrec.envs", "driftrec.agents")) for m in loaded)
 
 
 def _console_script() -> str:
