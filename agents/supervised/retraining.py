@@ -51,6 +51,7 @@ class RetrainingPolicy(SupervisedPolicy):
     """
 
     learns_online = True
+    model: SupervisedModel  # a refit needs the whole model (config, weights), not only what serving reads
 
     def __init__(self, model: SupervisedModel, sim_model: Any, *, every_days: float | None = None,
                  window_days: float | None = None, epochs: int | None = None, seed: int = 0,
