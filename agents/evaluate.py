@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from driftrec.agents.policies import Policy
 from driftrec.envs.config import SimConfig
 from driftrec.envs.model import build_model
+from driftrec.envs.policy import Policy
 from driftrec.envs.rollout import UserStats, eval_seeds, rollout
 
 CONFIDENCE = 0.95

@@ -61,6 +61,7 @@ from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
 from driftrec.agents.extractors import GRUExtractor
+from driftrec.envs.state import BEHAVIOURS
 
 __all__ = ["ITEM_SCORING_POLICY", "ItemScorer", "ItemScoringActorCriticPolicy", "ItemScoringDQNPolicy",
            "ItemScoringExtractor", "ItemScoringMaskablePolicy", "ItemScoringQRDQNPolicy", "catalog_kwargs",
@@ -87,8 +88,6 @@ def catalog_kwargs(sim_model: Any) -> dict[str, Any]:
         name = getattr(getattr(sim_model, "cfg", None), "model", type(sim_model).__name__)
         raise ValueError(f"item-scoring policies need the ShopSim catalog and observation layout; "
                          f"user model '{name}' has none (use MlpPolicy)")
-    from driftrec.envs.state import BEHAVIOURS  # a leaf module: no cycle, no cost
-
     cfg = sim_model.cfg
     columns = {name: [int(layout[name].start), int(layout[name].stop)]
                for name in _PER_CATEGORY_PARTS if name in layout}

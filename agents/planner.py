@@ -76,8 +76,9 @@ from typing import Any
 
 import numpy as np
 
+import driftrec.envs.kernels as kernels
+import driftrec.envs.recsim_ie as recsim_ie
 from driftrec.agents.policies import _CACHE_ELEMENTS, Obs, RowCachePolicy, _shape_actions, top_k_distinct, top_k_items
-from driftrec.envs import kernels
 from driftrec.envs.config import ConfigError
 from driftrec.envs.rollout import rollout, validation_seeds
 from driftrec.envs.state import take_rows
@@ -173,8 +174,6 @@ class RecSimFuture:
     active = True
 
     def __init__(self, model: Any):
-        from driftrec.envs import recsim_ie
-
         self.rules = recsim_ie
         self.quality = np.asarray(model.world.quality, dtype=np.float64)
 

@@ -1,9 +1,9 @@
 """One interface for every policy, and the reference policies.
 
 Reference policies (random, popularity, oracle-greedy, logging), SB3 agents and supervised
-recommenders all subclass :class:`Policy`, so the harness, the CLI and
-:func:`driftrec.envs.rollout.rollout` drive them alike. :func:`make_policy` builds one by name
-from :data:`POLICIES`.
+recommenders all subclass :class:`driftrec.envs.policy.Policy` (re-exported here), so the harness,
+the CLI and :func:`driftrec.envs.rollout.rollout` drive them alike.
+:func:`driftrec.agents.registry.make_policy` builds one by name.
 
 | name | acts on | what it does |
 |---|---|---|
@@ -21,66 +21,35 @@ returned. They read nothing else of the state.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium import spaces
 
 from driftrec.envs.config import ConfigError
+from driftrec.envs.policy import Obs, Policy
 from driftrec.envs.rollout import burn_in_seeds, simulate_log
 
 if TYPE_CHECKING:
     import pandas as pd
 
-Obs = np.ndarray | dict[str, np.ndarray]
-
-
-class Policy:
-    """A recommender acting on a batch of users.
-
-    ``act(obs, mask, state=...)`` returns the actions of the batch (the model's
-    ``action_space``, with a leading users axis) and their propensities: the probability the
-    policy gave each action component (same shape as the actions; 1 for a deterministic
-    policy), or None when it cannot say (a learned policy). ``update(events)`` lets a policy
-    learn online from new event-log rows.
-
-    Two class attributes tell the rollout what to pass:
-
-    - ``reads_hidden_state``: only then is the simulator's batch state (e.g.
-      :class:`~driftrec.envs.shop.ShopState`) passed as ``state=``; every other policy acts on
-      observations alone (as it would in a real shop).
-    - ``uses_mask``: only then is ``model.action_masks(state)`` passed as ``mask``.
-    - ``learns_online``: only then does the rollout record the events of the users it serves
-      and hand them to ``update`` as it goes (every few batch steps), as a deployed recommender
-      would receive its shop's logs.
-
-    Sequence policies that keep per-user memory use the hooks ``reset(n_users)`` (a new batch
-    of users starts; row i is user i) and ``keep_rows(rows)`` (the rollout dropped finished
-    users; ``rows`` are the batch rows that stay, in order). Both are no-ops by default.
-    """
-
-    reads_hidden_state: bool = False
-    uses_mask: bool = False
-    learns_online: bool = False
-
-    def act(self, obs: Obs, mask: np.ndarray | None = None, *,
-            state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Actions for a batch of observations; ``mask`` (N, sum of nvec) bool marks valid actions."""
-        raise NotImplementedError
-
-    def reset(self, n_users: int) -> None:
-        """A new batch of ``n_users`` users starts (row i of later batches is user i)."""
-        return None
-
-    def keep_rows(self, rows: np.ndarray) -> None:
-        """The batch shrank to its rows ``rows`` (ascending): drop the memory of the others."""
-        return None
-
-    def update(self, events: pd.DataFrame) -> None:
-        """Learn from new events (rows of the event log); a no-op for policies that don't learn."""
-        return None
+__all__ = [  # Obs and Policy are the rollout's (driftrec.envs.policy), re-exported for the agents
+    "DEFAULT_BURN_IN_USERS",
+    "DEFAULT_EPSILON",
+    "LoggingPolicy",
+    "Obs",
+    "OracleGreedyPolicy",
+    "Policy",
+    "PopularityPolicy",
+    "RandomPolicy",
+    "RowCachePolicy",
+    "batch_size",
+    "burn_in_events",
+    "n_actions",
+    "popularity_scores",
+    "top_k_distinct",
+    "top_k_items",
+]
 
 
 def batch_size(obs: Obs) -> int:
@@ -424,70 +393,3 @@ class OracleGreedyPolicy(RowCachePolicy):
         items = np.asarray(items, dtype=np.int64).reshape(len(state.t), -1)
         probs = self.model.choice_probs(state, items)[:, :-1]
         return (probs * self.click_values(state, items)).sum(axis=1)
-
-
-# ------------------------------------------------------------------------------------- registry
-PolicyFactory = Callable[..., Policy]
-
-
-def _random(model: Any, n_users: int, seed: int | None) -> Policy:
-    return RandomPolicy(model.action_space, n_users, seed)
-
-
-def _popularity(model: Any, n_users: int, seed: int | None, events: pd.DataFrame | None = None,
-                burn_in_users: int = DEFAULT_BURN_IN_USERS) -> Policy:
-    """Popularity from ``events``, or from a random burn-in log (see :func:`burn_in_events`)."""
-    if events is None:
-        events = burn_in_events(model, seed, burn_in_users)
-    return PopularityPolicy(model, events)
-
-
-def _oracle(model: Any, n_users: int, seed: int | None) -> Policy:
-    return OracleGreedyPolicy(model)
-
-
-def _oracle_planner(model: Any, n_users: int, seed: int | None, future_weight: float | None = None,
-                    validation_users: int | None = None, grid: list[float] | tuple[float, ...] | None = None) -> Policy:
-    """oracle-planner with ``future_weight``, or tuned on the run's validation users (seed ``seed``)."""
-    from driftrec.agents import planner  # planner builds on this module
-
-    if future_weight is not None:
-        return planner.OraclePlannerPolicy(model, future_weight)
-    return planner.tune_planner(model, seed, planner.DEFAULT_VALIDATION_USERS if validation_users is None
-                                else validation_users, planner.DEFAULT_GRID if grid is None else grid)
-
-
-def _logging(model: Any, n_users: int, seed: int | None, epsilon: float = DEFAULT_EPSILON,
-             events: pd.DataFrame | None = None, burn_in_users: int = DEFAULT_BURN_IN_USERS) -> Policy:
-    return LoggingPolicy(model, seed, epsilon=epsilon, events=events, burn_in_users=burn_in_users)
-
-
-POLICIES: dict[str, PolicyFactory] = {
-    "random": _random,
-    "popularity": _popularity,
-    "oracle-greedy": _oracle,
-    "oracle-planner": _oracle_planner,
-    "logging": _logging,
-}
-"""Policy name -> factory ``(model, n_users, seed, **options) -> Policy``. Options:
-popularity ``events``, ``burn_in_users``; logging ``epsilon``, ``events``, ``burn_in_users``;
-oracle-planner ``future_weight`` (fixed, no tuning), ``validation_users``, ``grid``."""
-
-
-def make_policy(name: str, model: Any, n_users: int, seed: int | None = None, **options: Any) -> Policy:
-    """The policy called ``name`` for ``n_users`` users of ``model``, with its ``options``.
-
-    Unknown names and options the policy does not take raise ConfigError (one line).
-    """
-    if name not in POLICIES:
-        raise ConfigError(f"unknown policy '{name}'; choose one of: {', '.join(POLICIES)}")
-    factory = POLICIES[name]
-    params = inspect.signature(factory).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    accepted = [p for p in list(params)[3:] if params[p].kind is not inspect.Parameter.VAR_KEYWORD]
-    for option in options:
-        if not takes_any and option not in accepted:
-            takes = f"takes {', '.join(accepted)}" if accepted else "takes no options"
-            raise ConfigError(f"policy '{name}' has no option '{option}' ({takes})")
-    return factory(model, n_users, seed, **options)
-

@@ -73,9 +73,9 @@ from driftrec.agents.item_scoring import (
     item_scoring_policy,
 )
 from driftrec.agents.model_file import check_agent_file, check_supervised_file, unreadable
-from driftrec.agents.policies import Policy
 from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
 from driftrec.envs.model import build_model
+from driftrec.envs.policy import Policy
 from driftrec.envs.presets import PRESETS
 from driftrec.envs.rollout import VALIDATION_SEED_OFFSET, validation_seeds
 

@@ -52,9 +52,15 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from driftrec.agents.policies import Policy
+from driftrec.agents.supervised.base import SupervisedModel
+from driftrec.agents.supervised.data import FeatureSpec, build_examples
+from driftrec.agents.supervised.policy import SupervisedPolicy
+from driftrec.agents.supervised.registry import load_model
 from driftrec.envs.config import ConfigError
+from driftrec.envs.events import load_events, load_users
+from driftrec.envs.policy import Policy
 from driftrec.envs.rollout import rollout, train_seeds
+from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME
 
 __all__ = ["WarmStart", "WarmStartReport", "load_teacher", "warm_start"]
 
@@ -85,8 +91,6 @@ class WarmStartReport:
 def load_teacher(teacher: Any) -> Any:
     """A :class:`~driftrec.agents.supervised.SupervisedModel`, from itself, a run folder of
     ``driftrec train mlp|gru|transformer`` (holding ``model.pt``) or the ``model.pt`` file."""
-    from driftrec.agents.supervised import SupervisedModel, load_model
-
     if isinstance(teacher, SupervisedModel):
         return teacher
     path = Path(teacher)
@@ -97,8 +101,6 @@ def load_teacher(teacher: Any) -> Any:
 def _observations_from_logs(events: pd.DataFrame, users: pd.DataFrame | None, teacher: Any, sim_model: Any,
                             gamma: float, rng: np.random.Generator, max_observations: int) -> tuple[Any, np.ndarray]:
     """(observations as the simulator shows them, discounted return of each) of the logged requests."""
-    from driftrec.agents.supervised.data import FeatureSpec, build_examples
-
     cfg = sim_model.cfg
     if sim_model.m:
         raise ConfigError("a warm start from logs needs catalog mode: the log does not hold each request's "
@@ -158,8 +160,6 @@ def _flat(obs: Any) -> np.ndarray:
 
 
 def _random_demographics(n: int, rng: np.random.Generator) -> np.ndarray:
-    from driftrec.envs.world import N_AGE, N_GENDER, N_INCOME
-
     out = np.zeros((n, N_AGE + N_GENDER + N_INCOME), dtype=np.float32)
     start = 0
     for width in (N_AGE, N_GENDER, N_INCOME):
@@ -297,14 +297,10 @@ def warm_start(agent: BaseAlgorithm, teacher: Any, sim_model: Any, *,
     :param holdout: share of the requests kept out of training to measure the agreement
     :returns: a :class:`WarmStartReport`
     """
-    from driftrec.agents.supervised import SupervisedPolicy
-
     start = time.perf_counter()
     model = load_teacher(teacher)
     policy = SupervisedPolicy(model, sim_model)
     if isinstance(events, (str, Path)):
-        from driftrec.envs.events import load_events, load_users
-
         if users_table is None:
             users_table = load_users(events)  # beside the log when it has one
         events = load_events(events)

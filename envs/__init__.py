@@ -9,14 +9,13 @@ Importing this package registers ``driftrec/ShopSim-v0``::
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnasium as gym
 
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.model import build_model, model_for
 from driftrec.envs.presets import PRESETS, preset_config
-from driftrec.envs.shopsim import ShopSimEnv
 
 ENV_ID = "driftrec/ShopSim-v0"
 
@@ -24,16 +23,18 @@ if ENV_ID not in gym.registry:
     gym.register(ENV_ID, entry_point="driftrec.envs.shopsim:ShopSimEnv",
                  vector_entry_point="driftrec.envs.vector:ShopSimVectorEnv")
 
-_VECTOR = ("ShopSimVecEnv", "ShopSimVectorEnv", "make_vec_env")
+# name -> the module that defines it, loaded on first use: the simulator compiles numba kernels
+# and the vector shells import stable-baselines3 and so torch (seconds), which the configs, the
+# presets and `driftrec --help` don't need
+_LAZY = {"ShopSimEnv": "driftrec.envs.shopsim", "build_model": "driftrec.envs.model",
+         "model_for": "driftrec.envs.model", "ShopSimVecEnv": "driftrec.envs.vector",
+         "ShopSimVectorEnv": "driftrec.envs.vector",
+         "make_vec_env": "driftrec.envs.vector"}
 
 
 def __getattr__(name: str) -> Any:
-    # The vector shells import stable-baselines3 and so torch (seconds); load them on first use so
-    # `driftrec simulate` and `gym.make` don't pay for it.
-    if name in _VECTOR:
-        from driftrec.envs import vector
-
-        return getattr(vector, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'driftrec.envs' has no attribute '{name}'")
 
 

@@ -12,14 +12,13 @@ from typing import Any
 
 from driftrec.envs.config import SimConfig
 from driftrec.envs.presets import preset_config
+from driftrec.envs.recsim_ie import RecSimIEModel
 from driftrec.envs.shop import ShopModel
 
 
 def build_model(cfg: SimConfig) -> Any:
     """The user model for ``cfg``: ShopSim or RecSim interest evolution."""
     if cfg.model == "recsim-ie":
-        from driftrec.envs.recsim_ie import RecSimIEModel
-
         return RecSimIEModel(cfg)
     return ShopModel(cfg)
 

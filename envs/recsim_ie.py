@@ -101,7 +101,7 @@ import math
 
 import numpy as np
 
-from driftrec.envs import rng as rngs
+import driftrec.envs.rng as rngs
 from driftrec.envs.choice import sample_choice
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.layout import Layout, observation_space, slate_action_space

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,11 +38,9 @@ import pyarrow as pa
 from numba import njit
 
 from driftrec.envs.events import EventRecorder, EventWriter
+from driftrec.envs.policy import Policy
 from driftrec.envs.rng import user_keys
 from driftrec.envs.state import take_rows
-
-if TYPE_CHECKING:
-    from driftrec.agents.policies import Policy
 
 TRAIN_SEED_OFFSET = 0
 """Training users of a run with seed s are s + i (what ``driftrec simulate --seed s`` writes)."""

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from driftrec.envs import kernels
+import driftrec.envs.kernels as kernels
 from driftrec.envs.binding import Call, pack_params
 from driftrec.envs.choice import cascade_probs, mnl_probs, position_weights
 from driftrec.envs.config import ConfigError, SimConfig

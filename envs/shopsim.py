@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from driftrec.envs import rng as rngs
+import driftrec.envs.rng as rngs
 from driftrec.envs.config import SimConfig
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config

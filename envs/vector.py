@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
 
-from driftrec.envs import rng as rngs
+import driftrec.envs.rng as rngs
 from driftrec.envs.config import SimConfig
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config

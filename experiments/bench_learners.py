@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from driftrec.experiments import bench
+from driftrec.experiments import bench_core
 
 SCHEMA_VERSION = 1
 TARGET_PPO_STEPS = 5_000.0  # user-steps/s of `driftrec train ppo` on the preset
@@ -81,7 +81,7 @@ class LearnerSettings:
 
     def validate(self) -> None:
         """Raise ValueError (one line naming the option) on a setting that cannot run."""
-        from driftrec.envs.presets import PRESETS
+        from driftrec.envs.presets import PRESETS  # importing driftrec.envs loads numba: not for `bench --help`
 
         if self.preset not in PRESETS:
             raise ValueError(f"--presets: unknown preset '{self.preset}'; choose from: {', '.join(PRESETS)}")
@@ -117,13 +117,13 @@ def run_learners(settings: LearnerSettings, progress: Callable[[str], None] | No
     receives one line as each group starts."""
     settings.validate()
     say = progress or (lambda line: None)
-    started, load_before = time.time(), bench._loadavg()
-    sim_cpu = bench._choose_cpu(settings.cpu) if settings.isolate else None
+    started, load_before = time.time(), bench_core._loadavg()
+    sim_cpu = bench_core._choose_cpu(settings.cpu) if settings.isolate else None
 
     def group(task: dict[str, Any], cpu: int | None = None, single_thread: bool = False) -> dict[str, Any]:
         if not settings.isolate:
             return _run_task({**task, "cpu": None})
-        return bench._in_child(task, cpu, module=MODULE, single_thread=single_thread)
+        return bench_core._in_child(task, cpu, module=MODULE, single_thread=single_thread)
 
     def train_run(algo: str, steps: int) -> dict[str, Any]:
         return group({"kind": "rl", "algo": algo, "preset": settings.preset, "steps": steps,
@@ -154,15 +154,16 @@ def run_learners(settings: LearnerSettings, progress: Callable[[str], None] | No
         say(f"simulator: VecEnv and core of {settings.preset} at N={n} (one pinned core)")
         raw = group({"kind": "batched", "presets": [settings.preset], "users": n, "seconds": settings.seconds,
                      "repeats": settings.repeats, "clock": "wall"}, sim_cpu, single_thread=True)
-        simulator[n] = bench._batched_row(settings.preset, n, raw)
+        simulator[n] = bench_core._batched_row(settings.preset, n, raw)
 
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "section": "learners",
         "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": round(time.time() - started, 3),
-        "machine": {**bench._machine(), "torch": _torch_version(), "isolated": settings.isolate,
-                    "simulator_pinned_cpu": sim_cpu, "loadavg_before": load_before, "loadavg_after": bench._loadavg()},
+        "machine": {**bench_core._machine(), "torch": _torch_version(), "isolated": settings.isolate,
+                    "simulator_pinned_cpu": sim_cpu, "loadavg_before": load_before,
+                    "loadavg_after": bench_core._loadavg()},
         "settings": {**dataclasses.asdict(settings), "algos": list(settings.algos), "models": list(settings.models),
                      "rl_steps": list(settings.rl_steps)},
         "rl": [_rl_row(algo, pairs, simulator) for algo, pairs in runs.items()],
@@ -214,15 +215,15 @@ def _supervised_rows(raw: dict[str, Any]) -> dict[str, Any]:
     for policy in (REFERENCE, *raw["models"]):
         samples = raw["serve"][policy]
         serve.append({"policy": policy, "users": raw["serve_users"], "requests": [s["requests"] for s in samples],
-                      "seconds": bench._summary([s["seconds"] for s in samples]),
+                      "seconds": bench_core._summary([s["seconds"] for s in samples]),
                       "rate": _summary([_ratio(s["requests"], s["seconds"]) for s in samples]),
-                      "ratio_to_reference": bench._summary([s["seconds"] / r["seconds"]
+                      "ratio_to_reference": bench_core._summary([s["seconds"] / r["seconds"]
                                                             for s, r in zip(samples, ref, strict=True)])})
     return {"log": raw["log"], "torch_threads": raw["torch_threads"], "train": train, "serve": serve}
 
 
 def _torch_version() -> str:
-    import torch  # bench._machine has imported it already, through stable_baselines3
+    import torch  # bench_core._machine has imported it already, through stable_baselines3
 
     return str(torch.__version__)
 
@@ -233,15 +234,15 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def _summary(samples: list[float | None]) -> dict[str, Any]:
-    """As :func:`driftrec.experiments.bench._summary`, the median over the samples that have a value."""
+    """As :func:`driftrec.experiments.bench_core._summary`, the median over the samples that have a value."""
     kept = [x for x in samples if x is not None]
     return {"median": statistics.median(kept) if kept else None, "samples": samples}
 
 
 # ====================================================================================== child side
 def _child_main(task_json: str, out_path: str) -> None:
-    """Entry point of a learner child process (see :func:`driftrec.experiments.bench._child_main`)."""
-    bench._child_main(task_json, out_path, run_task=_run_task)
+    """Entry point of a learner child process (see :func:`driftrec.experiments.bench_core._child_main`)."""
+    bench_core._child_main(task_json, out_path, run_task=_run_task)
 
 
 def _run_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -250,7 +251,7 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
     elif task["kind"] == "supervised":
         result = _measure_supervised(task)
     else:  # the simulator: driftrec bench's own groups
-        return bench._run_task(task)
+        return bench_core._run_task(task)
     result["cpus_used"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return result
 
@@ -271,6 +272,7 @@ def _torch_threads(threads: int) -> Iterator[int]:
 
 def _measure_rl(algo: str, preset: str, steps: int, hyperparams: dict[str, Any], threads: int) -> dict[str, Any]:
     """One ``driftrec train`` run of ``steps`` user-steps, validation and checkpoints off, timed whole."""
+    # in the measuring child, as the imports below
     from driftrec.envs.presets import preset_config
     from driftrec.experiments.train import train_policy
 
@@ -286,8 +288,9 @@ def _measure_rl(algo: str, preset: str, steps: int, hyperparams: dict[str, Any],
 
 def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
     """Log, examples, then per repeat: train each model ``epochs`` epochs; serve oracle-greedy and each model."""
+    # the simulator (numba) and torch load in the measuring child: `driftrec bench` itself imports neither
     from driftrec.agents.evaluate import evaluate_policy
-    from driftrec.agents.policies import make_policy
+    from driftrec.agents.registry import make_policy
     from driftrec.agents.supervised import FeatureSpec, SupervisedConfig, SupervisedPolicy, build_examples, fit
     from driftrec.agents.supervised import make_model as make_supervised
     from driftrec.envs.events import EventWriter, load_events, load_users
@@ -359,11 +362,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "apply to it too")
     g.add_argument("--learners", action="store_true",
                    help=f"run the learner section only and write its own report (default: {d.out})")
-    g.add_argument("--algos", type=bench._names, default=None, help=f"RL agents (default: {','.join(d.algos)})")
-    g.add_argument("--rl-steps", type=bench._ints, default=None, metavar="SHORT,LONG",
+    g.add_argument("--algos", type=bench_core._names, default=None, help=f"RL agents (default: {','.join(d.algos)})")
+    g.add_argument("--rl-steps", type=bench_core._ints, default=None, metavar="SHORT,LONG",
                    help="user-steps of the short and the long training run; the rate is their difference over the "
                         f"difference of their times (default: {d.rl_steps[0]},{d.rl_steps[1]})")
-    g.add_argument("--models", type=bench._names, default=None,
+    g.add_argument("--models", type=bench_core._names, default=None,
                    help=f"supervised models (default: {','.join(d.models)})")
     g.add_argument("--log-users", type=int, default=None, help=f"users of the training log (default: {d.log_users})")
     g.add_argument("--epochs", type=int, default=None, help=f"timed epochs per training (default: {d.epochs})")
@@ -403,7 +406,7 @@ def print_report(report: dict[str, Any], console: Any) -> None:
     """The report as rich tables: RL agents beside the simulator, supervised models, the figures."""
     from rich.table import Table
 
-    s, fmt = report["settings"], bench._fmt
+    s, fmt = report["settings"], bench_core._fmt
     repeats = f"median of {s['repeats']}"
     rl = Table(title=f"RL training on {s['preset']}, user-steps/s ({repeats}; runs of {s['rl_steps'][0]:,} and "
                      f"{s['rl_steps'][1]:,} user-steps)")
@@ -434,7 +437,7 @@ def print_report(report: dict[str, Any], console: Any) -> None:
                           f"{row['ratio_to_reference']['median']:.2f}")
         console.print(table)
 
-    console.print(bench.targets_table("figures of the issue (computed, not asserted)",
+    console.print(bench_core.targets_table("figures of the issue (computed, not asserted)",
                                       ("figure", "value", "threshold", "met"), report["targets"],
                                       lambda v, t: fmt(v) if t["compare"] == ">=" else f"{v:.2f}"))
     m = report["machine"]
@@ -444,4 +447,4 @@ def print_report(report: dict[str, Any], console: Any) -> None:
 
 
 def _rate(value: float | None) -> str:
-    return "n/a" if value is None else bench._fmt(value)
+    return "n/a" if value is None else bench_core._fmt(value)

@@ -51,10 +51,18 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.agents.registry import make_policy
+from driftrec.envs.config import ConfigError, SimConfig, parse_sets
+from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, preset_config
+from driftrec.envs.rollout import eval_seeds
+from driftrec.envs.rollout import simulate_log as simulate_events
+from driftrec.envs.world import build_world
 from driftrec.experiments.artifacts import plain, write_text
+from driftrec.experiments.cliutil import CLIError, check_output, positive_int
+from driftrec.experiments.ingest import add_log_arguments, log_format
 from driftrec.experiments.logstats import STATISTICS, LogStats, log_stats
+from driftrec.ingest.load import load_log
 
 DRIFT_KNOB = "drift_strength"
 """Pseudo-knob of the fit: a multiple of the base preset's (drift_gradual, drift_migration)."""
@@ -149,14 +157,10 @@ def simulate_log(cfg: SimConfig, users: int, seed: int, groups: int = 1) -> pd.D
     ``seed + g`` (its burn-in is that of ``driftrec simulate --policy logging --seed SEED+g``), so
     the log pools several burn-ins instead of hanging on one burn-in's top item.
     """
-    from driftrec.agents.policies import make_policy
-    from driftrec.envs.model import build_model
-    from driftrec.envs.rollout import eval_seeds, simulate_log
-
     model = build_model(cfg)
     parts = np.array_split(eval_seeds(seed, users), max(1, min(groups, users)))
     # groups are consecutive seeds, so their logs (each sorted by user) follow one another
-    logs = [simulate_log(model, make_policy("logging", model, len(part), seed + g), part).events
+    logs = [simulate_events(model, make_policy("logging", model, len(part), seed + g), part).events
             for g, part in enumerate(parts)]
     return pa.concat_tables(logs).to_pandas()
 
@@ -174,16 +178,12 @@ def direct_overrides(real: LogStats, base_cfg: SimConfig, max_days: float) -> di
     if real.price_log_std is not None:
         # world.py draws log price = log price_mean + spread * (fixed normals of the world seed): its std
         # is linear in the spread, so one world at spread 1 gives the spread that matches exactly
-        from driftrec.envs.world import build_world
-
         unit = SimConfig.from_dict({"n_items": n_items, "n_categories": out.get("n_categories", base_cfg.n_categories),
                                     "price_spread": 1.0}, base=base_cfg)
         unit_std = float(np.log(build_world(unit).price).std())
         out["price_spread"] = float(min(real.price_log_std / unit_std, 5.0)) if unit_std > 0 else base_cfg.price_spread
     if real.price_median is not None:
         # prices are proportional to price_mean: scale it so the world's median item price is the log's
-        from driftrec.envs.world import build_world
-
         unit = SimConfig.from_dict({"n_items": n_items, "n_categories": out.get("n_categories", base_cfg.n_categories),
                                     "price_spread": out.get("price_spread", base_cfg.price_spread),
                                     "price_mean": 1.0}, base=base_cfg)
@@ -380,9 +380,6 @@ def _num(value: Any) -> str:
 # ------------------------------------------------------------------------------------- CLI
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``driftrec calibrate``."""
-    from driftrec.experiments.cli import positive_int
-    from driftrec.experiments.ingest import add_log_arguments
-
     p = sub.add_parser(
         "calibrate", help="fit a preset's knobs to a real event log; write a preset YAML and a report",
         description="Measure the log's statistics (catalog, popularity skew, categories, click-through, "
@@ -410,23 +407,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def read_log(path: Path, format_file: Path | None = None, skip_bad_rows: bool = False) -> pd.DataFrame:
     """The events of a log file (CSV, Parquet or a driftrec event log) via :func:`driftrec.ingest.load.load_log`;
     its errors are one-line ConfigErrors naming the file and row."""
-    from driftrec.experiments.ingest import log_format
-    from driftrec.ingest.load import load_log
-
     return load_log(path, log_format(format_file, []), skip_bad_rows=skip_bad_rows).events
 
 
 def run(args: argparse.Namespace) -> int:
     """Calibrate to ``args.logs`` and write ``args.out`` with its report."""
-    from driftrec.experiments.cli import CLIError, check_output, parse_overrides
-
     if not math.isfinite(args.budget) or args.budget <= 0:
         raise CLIError(f"--budget must be a positive number of seconds, got {args.budget}")
     if not 0.1 <= args.max_days <= 3650:
         raise CLIError(f"--max-days must be in [0.1, 3650], got {args.max_days}")
     if args.base not in PRESETS:
         raise CLIError(f"unknown base preset '{args.base}'; choose one of: {', '.join(PRESETS)}")
-    fixed = parse_overrides(args.overrides)
+    fixed = parse_sets(args.overrides)
     preset_config(args.base, fixed)  # a bad --set fails before the log is read
     check_output(args.out)
     name = args.name or args.out.name.removesuffix(".yaml").removesuffix(".yml")

@@ -59,9 +59,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from driftrec.agents.evaluate import evaluate_policy
+from driftrec.agents.registry import make_policy
 from driftrec.envs.config import Config, ConfigError, knob, parse_sets, read_yaml_mapping
+from driftrec.envs.events import EventWriter, load_events, load_users
+from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, is_preset_path, preset_config, resolve_preset
+from driftrec.envs.rollout import eval_seeds, simulate_log, train_seeds
 from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
+from driftrec.experiments.cliutil import positive_int
+from driftrec.experiments.report import write_summary
+from driftrec.experiments.stats import HIDDEN_STATE
+from driftrec.experiments.train import train_policy
 
 REFERENCE = ("random", "popularity", "logging", "oracle-greedy", "oracle-planner")
 RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")
@@ -161,7 +170,7 @@ class CompareConfig(Config):
                 raise ConfigError(f"preset '{preset}' uses the {cfg.model} user model; the supervised models "
                                   "need ShopSim, and so do the warm-started agents: drop them from policies or the "
                                   "preset")
-        from driftrec.agents.supervised.config import SupervisedConfig  # no torch import
+        from driftrec.agents.supervised.config import SupervisedConfig  # the package imports torch: only here
 
         try:
             SupervisedConfig.from_dict(self.supervised)
@@ -226,8 +235,6 @@ class World:
     """One (preset, seed) of a compare run: its simulator, its logs and its cells."""
 
     def __init__(self, run: Path, cfg: CompareConfig, preset: str, seed: int, report: Reporter):
-        from driftrec.envs.model import build_model
-
         # a preset file runs as its base preset with its keys as overrides (training reads base names);
         # tables and folders use its name
         resolved = resolve_preset(preset)
@@ -257,8 +264,6 @@ class World:
         if obs_mode == self.sim_cfg.obs_mode:
             return self.model
         if self._history_model is None or self._history_model.cfg.obs_mode != obs_mode:
-            from driftrec.envs.model import build_model
-
             self._history_model = build_model(dataclasses.replace(self.sim_cfg, obs_mode=obs_mode))
         return self._history_model
 
@@ -271,12 +276,7 @@ class World:
         """The logging policy's events on the log users (simulated once, then read back)."""
         if self._logs is not None:
             return self._logs
-        from driftrec.envs.events import EventWriter, load_events
-
         if not self.logs_path.is_file():
-            from driftrec.agents.policies import make_policy
-            from driftrec.envs.rollout import simulate_log, train_seeds
-
             start = time.perf_counter()
             self.folder.mkdir(parents=True, exist_ok=True)
             policy = make_policy("logging", self.model, self.cfg.log_users, self.seed, epsilon=self.cfg.epsilon)
@@ -298,8 +298,6 @@ class World:
     # --- stage 2 and 3: a policy, trained if it needs to be, then evaluated --------------------
     def run(self, policy: str) -> dict[str, Any]:
         """Train (if needed) and evaluate ``policy``; write its cell; return its result row."""
-        from driftrec.agents.evaluate import evaluate_policy
-
         fam = family(policy)
         trained, train, sim = self._policy(policy)
         self.report(f"{self.name}: evaluating {policy} on {self.cfg.eval_users:,} users")
@@ -321,8 +319,6 @@ class World:
     def _policy(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
         """The policy object, what training it cost ({wall_s, env_steps, ...}) and the simulator
         (observation mode) it acts in."""
-        from driftrec.agents.policies import make_policy
-
         n = self.cfg.eval_users
         if policy in ("random", "oracle-greedy"):
             return make_policy(policy, self.model, n, self.seed), {}, self.model
@@ -358,8 +354,7 @@ class World:
         return info
 
     def _rl(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
-        from driftrec.agents.rl import SB3Policy, load_agent
-        from driftrec.experiments.train import train_policy
+        from driftrec.agents.rl import SB3Policy, load_agent  # SB3 and torch: only when an RL cell runs
 
         algo = policy.removesuffix(f"-{WARM}")
         warm = algo != policy
@@ -404,7 +399,7 @@ class World:
         return folder / "model.pt"
 
     def _supervised(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
-        from driftrec.agents.supervised import RetrainingPolicy, SupervisedPolicy, load_model
+        from driftrec.agents.supervised import RetrainingPolicy, SupervisedPolicy, load_model  # torch
 
         kind, _, variant = policy.partition("-")
         base_folder = self.cell(kind) / "model"
@@ -416,8 +411,6 @@ class World:
         model = load_model(folder / "model.pt")
         sim = self.model_for("history" if model.sequence else self.sim_cfg.obs_mode)
         if variant == "retrain":
-            from driftrec.envs.events import load_users
-
             made: Any = RetrainingPolicy(model, sim, every_days=self.cfg.retrain_every_days,
                                          window_days=self.cfg.retrain_window_days, seed=self.seed,
                                          log=self.logs(), log_users=load_users(self.logs_path))
@@ -426,7 +419,6 @@ class World:
         return made, info, sim
 
     def _fit(self, kind: str, out: Path, finetune: bool) -> dict[str, Any]:
-        from driftrec.experiments.train import train_policy
 
         logs = self.logs()  # simulates them if needed
         what = f"{kind} (fine-tuned on the last {self.cfg.finetune_days:g} days)" if finetune else kind
@@ -581,7 +573,6 @@ def collect(cfg: CompareConfig, worlds: Sequence[World]) -> tuple[pd.DataFrame, 
     results = pd.DataFrame(rows)
     for column in results.columns.difference(["preset", "policy", "family"]):
         results[column] = pd.to_numeric(results[column])  # NaN was stored as null
-    from driftrec.experiments.stats import HIDDEN_STATE
 
     # regret and share against the best reference of each world: oracle-planner or oracle-greedy
     refs = results[results["policy"].isin(HIDDEN_STATE)].groupby(["preset", "seed"])["reward"].max()
@@ -600,8 +591,7 @@ def collect(cfg: CompareConfig, worlds: Sequence[World]) -> tuple[pd.DataFrame, 
 
 def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[World], report: Reporter) -> CompareResult:
     """Tables, summary and figures of the finished cells (rebuilt on every run)."""
-    from driftrec.experiments import figures, stats
-    from driftrec.experiments.report import write_summary
+    from driftrec.experiments import figures, stats  # matplotlib: not for --show-config
 
     results, users, daily, curves = collect(cfg, worlds)
     with atomic_path(out / "results.csv") as tmp:
@@ -630,9 +620,7 @@ def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[World], repo
 
 def _trace(world: World, cfg: CompareConfig, path: Path) -> None:
     """Interest trajectories of a few evaluation users under oracle-greedy (it keeps them longest)."""
-    from driftrec.agents.policies import make_policy
-    from driftrec.envs.rollout import eval_seeds
-    from driftrec.experiments import figures
+    from driftrec.experiments import figures  # matplotlib
 
     policy = make_policy("oracle-greedy", world.model, cfg.trace_users, world.seed)
     traj = figures.trace_interests(world.model, policy, eval_seeds(world.seed, cfg.trace_users))
@@ -677,8 +665,6 @@ def _fmt(value: Any) -> str:
 # ------------------------------------------------------------------------------------- CLI
 def add_parser(subparsers: Any) -> None:
     """Register ``driftrec compare``."""
-    from driftrec.experiments.cli import positive_int
-
     p = subparsers.add_parser(
         "compare", help="train and compare every policy on held-out users (the main job)",
         description="Per preset and seed: logs from the logging policy, supervised and RL training, then every "

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftrec.experiments.cli import CLIError, check_output, parse_overrides, positive_int
+from driftrec.envs.config import parse_sets
+from driftrec.experiments.cliutil import CLIError, check_output, positive_int
 from driftrec.ingest.format import LogFormat
 from driftrec.ingest.load import DEFAULT_CHUNK_ROWS, load_log, write_loaded
 from driftrec.ingest.results import LoadedLog, LogLoadError
@@ -62,7 +63,7 @@ def add_log_arguments(p: argparse.ArgumentParser, logs_help: str) -> None:
 def log_format(format_file: Path | None, overrides: list[str]) -> LogFormat:
     """The format of ``--format`` (defaults if None) with the ``--set`` overrides on top."""
     fmt = LogFormat.from_yaml(format_file) if format_file is not None else LogFormat()
-    return LogFormat.from_dict(parse_overrides(overrides), base=fmt) if overrides else fmt
+    return LogFormat.from_dict(parse_sets(overrides), base=fmt) if overrides else fmt
 
 
 def run_load(args: argparse.Namespace) -> int:

@@ -29,9 +29,12 @@ from typing import Any
 import pandas as pd
 
 from driftrec.envs.config import REQUIRED, Config, knob, parse_sets
+from driftrec.envs.events import EventLogError, load_users
+from driftrec.envs.presets import preset_config
 from driftrec.experiments.artifacts import atomic_path, plain, write_text
-from driftrec.experiments.cli import CLIError, int_arg, positive_int
+from driftrec.experiments.cliutil import CLIError, int_arg, positive_int
 from driftrec.experiments.ingest import add_log_arguments, log_format
+from driftrec.ingest.load import load_log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,16 +73,13 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     User mistakes (missing file, bad format YAML, unknown model or key, unusable log) raise
     :class:`driftrec.envs.config.ConfigError` or :class:`CLIError` with a one-line message.
     """
-    from driftrec.agents.supervised import SupervisedConfig
+    from driftrec.agents.supervised import SupervisedConfig  # torch, here and below: not for --help
     from driftrec.agents.supervised.offline import (
         evaluate_popularity,
         parse_models,
         prepare_offline,
         train_offline_model,
     )
-    from driftrec.envs.events import EventLogError, load_users
-    from driftrec.envs.presets import preset_config
-    from driftrec.ingest.load import load_log
 
     config.validate()
     say = progress or (lambda _: None)

@@ -55,17 +55,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from driftrec.agents.evaluate import EvalResult, evaluate_policy
 from driftrec.envs.config import REQUIRED, Config, ConfigError, SimConfig, knob, parse_sets
+from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config, resolve_preset
 from driftrec.envs.rollout import train_seeds
 from driftrec.experiments.artifacts import plain
-from driftrec.experiments.cli import CLIError, check_output, int_arg, non_negative_int, positive_int
+from driftrec.experiments.cliutil import CLIError, check_output, int_arg, non_negative_int, positive_int
 
 if TYPE_CHECKING:  # torch and SB3 take seconds to import: `driftrec presets` should not wait for them
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
-
-    from driftrec.agents.evaluate import EvalResult
 
 RL_ALGOS = ("ppo", "dqn", "a2c", "qrdqn", "maskable-ppo")  # driftrec.agents.rl.ALGORITHMS, without importing SB3
 SUPERVISED = ("mlp", "gru", "transformer")
@@ -169,7 +169,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = (), *,
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import VecMonitor
 
-    from driftrec.agents.rl import (
+    from driftrec.agents.rl import (  # SB3 and torch, here and below: only the commands that train or load an agent
         HeldOutUsers,
         build_agent,
         env_spec,
@@ -178,8 +178,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = (), *,
         save_agent,
         validation_seeds,
     )
-    from driftrec.envs.model import build_model
-    from driftrec.envs.vector import ShopSimVecEnv
+    from driftrec.envs.vector import ShopSimVecEnv  # imports SB3
 
     config.validate()
     algo = config.algo
@@ -207,7 +206,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = (), *,
     start = time.perf_counter()
     warm: dict[str, Any] = {}
     if teacher is not None:
-        from driftrec.agents.warm_start import warm_start
+        from driftrec.agents.warm_start import warm_start  # SB3 and torch
 
         warm = warm_start(agent, teacher, model_sim, events=config.warm_start_logs, seed=config.seed,
                           steps=config.warm_start_steps).to_dict()
@@ -250,7 +249,7 @@ def _warm_start_teacher(config: RLTrainConfig) -> Any:
                           "run folder or its model.pt)")
     if config.warm_start_logs is not None and not Path(config.warm_start_logs).is_file():
         raise ConfigError(f"warm start: log '{config.warm_start_logs}' does not exist")
-    from driftrec.agents.warm_start import load_teacher
+    from driftrec.agents.warm_start import load_teacher  # SB3 and torch
 
     try:
         return load_teacher(file)
@@ -421,8 +420,7 @@ def run_evaluate(run: str | Path, preset: str | None = None, overrides: Mapping[
     overrides and then ``overrides`` on top. Returns (EvalResult, spec, notes); raises
     EnvSpecError (a ConfigError, one line naming what differs) when the spaces do not match.
     """
-    from driftrec.agents.evaluate import evaluate_policy
-    from driftrec.agents.rl import SB3Policy, check_env_spec, load_agent
+    from driftrec.agents.rl import SB3Policy, check_env_spec, load_agent  # SB3 and torch
 
     model, spec = load_agent(run)
     cfg = preset_config(preset or str(spec["preset"]), {**dict(spec.get("overrides") or {}), **dict(overrides or {})})
@@ -508,7 +506,7 @@ def run_train_cli(args: argparse.Namespace) -> int:
     if args.logs is not None and args.warm_start is None:
         raise CLIError(f"--logs is the training data of supervised models, or with --warm-start the log {args.algo} "
                        "is warm-started on; give --warm-start MODEL or drop --logs")
-    from driftrec.agents.rl import hyperparam_keys
+    from driftrec.agents.rl import hyperparam_keys  # SB3 and torch
 
     sim_keys, hp_keys = {f.name for f in dataclasses.fields(SimConfig)}, hyperparam_keys(args.algo)
     for key in overrides:  # --set serves both: a key that is neither gets one message naming both

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftrec.agents.policies import make_policy
+from driftrec.agents.registry import make_policy
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rollout import simulate_log, train_seeds

@@ -35,7 +35,7 @@ def logged_mlp() -> Callable[[Path, str, dict[str, Any], int, int], Path]:
 def train_logged_mlp(folder: Path, preset: str, sim: dict[str, Any], users: int, epochs: int) -> Path:
     """A supervised mlp trained in ``folder / "mlp"`` on a log (``folder / "logs.parquet"``) of
     ``users`` users under the logging policy; returns the log's path (warm-start tests)."""
-    from driftrec.agents.policies import make_policy
+    from driftrec.agents.registry import make_policy
     from driftrec.envs.events import EventWriter
     from driftrec.envs.model import build_model
     from driftrec.envs.presets import preset_config

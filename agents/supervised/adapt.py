@@ -23,7 +23,7 @@ holds (measured here: fine-tuning on one day of a 1,200-user log hurt its held-o
 the validation slice, the model is fine-tuned again from the pretrained weights with the chosen
 learning rate and epochs on the chosen window *including* the slice (the newest data are the most
 valuable under drift), then recalibrated on it. :func:`gated_refit` is one refit of
-:class:`driftrec.agents.supervised.policy.RetrainingPolicy` while deployed.
+:class:`driftrec.agents.supervised.retraining.RetrainingPolicy` while deployed.
 """
 
 from __future__ import annotations

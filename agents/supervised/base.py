@@ -1,5 +1,6 @@
 """The shared base of the supervised recommenders: scoring head, training loop, early stopping,
-prediction, offline evaluation, save/load and the policy wrapper.
+prediction, offline evaluation, saving and the policy wrapper (:mod:`.registry` makes and loads
+models by kind).
 
 A model is a user encoder (one file each: ``mlp.py``, ``gru.py``, ``transformer.py``) on top of
 one scoring head shared by all. The head is an MLP over the concatenation of
@@ -41,12 +42,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from driftrec.agents.model_file import ModelFileError, check_supervised_file, unreadable
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import Examples, FeatureSpec
 from driftrec.agents.supervised.losses import balanced_pos_weight, logit_offset, next_item_loss, weighted_bce
 from driftrec.agents.supervised.metrics import binary_metrics, popularity_scores, ranking_metrics
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.agents.supervised.policy import SupervisedPolicy
 from driftrec.envs.state import BEHAVIOURS, CART, CLICK, PAD, PURCHASE, VIEW
 
 CHECKPOINT_FORMAT = 1
@@ -466,47 +466,10 @@ class SupervisedModel(nn.Module):
         torch.save(ckpt, path)
         return path
 
-    def as_policy(self, sim_model: Any) -> Any:
-        """This model as a :class:`driftrec.agents.policies.Policy` on ``sim_model``'s observations
+    def as_policy(self, sim_model: Any) -> SupervisedPolicy:
+        """This model as a :class:`driftrec.envs.policy.Policy` on ``sim_model``'s observations
         (see :class:`driftrec.agents.supervised.policy.SupervisedPolicy`)."""
-        from driftrec.agents.supervised.policy import SupervisedPolicy
-
         return SupervisedPolicy(self, sim_model)
-
-
-def make_model(kind: str, spec: FeatureSpec, cfg: SupervisedConfig, seed: int = 0) -> SupervisedModel:
-    """A fresh model of ``kind`` (seeded initial weights); unknown kinds raise ConfigError."""
-    _load_registry()
-    if kind not in MODELS:
-        raise ConfigError(f"unknown supervised model '{kind}'; choose one of: {', '.join(sorted(MODELS))}")
-    torch.manual_seed(seed)
-    return MODELS[kind](spec, cfg)
-
-
-def load_model(path: str | Path) -> SupervisedModel:
-    """The model saved at ``path`` by :meth:`SupervisedModel.save`; a missing, truncated or foreign
-    file raises :class:`~driftrec.agents.model_file.ModelFileError` (one line naming the file)."""
-    path = check_supervised_file(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a corrupt or foreign file
-        raise unreadable(path, "supervised model", err) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ModelFileError(f"model file '{path}': not a driftrec supervised model (format {CHECKPOINT_FORMAT})")
-    if "log_spec" in ckpt:
-        spec = FeatureSpec.from_state(ckpt["log_spec"])
-    else:
-        spec = FeatureSpec.from_config(SimConfig.from_dict(ckpt["sim_config"]))
-    model = make_model(ckpt["kind"], spec, SupervisedConfig.from_dict(ckpt["train_config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.uses_demographics = bool(ckpt.get("uses_demographics", False))  # older checkpoints: trained without
-    model.eval()
-    return model
-
-
-def _load_registry() -> None:
-    if not MODELS:  # the model modules register themselves on import
-        import driftrec.agents.supervised  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------- training loop

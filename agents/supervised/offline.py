@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftrec.agents.supervised.base import SupervisedModel, fit, make_model
+from driftrec.agents.supervised.base import SupervisedModel, fit
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import (
     Examples,
@@ -76,6 +76,7 @@ from driftrec.agents.supervised.data import (
     event_days,
 )
 from driftrec.agents.supervised.metrics import roc_auc, target_rank_bounds
+from driftrec.agents.supervised.registry import make_model
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.shop import N_COUNT_KINDS
 from driftrec.envs.state import CART, CLICK, IMPRESSION, PURCHASE, SEARCH, VIEW

@@ -44,7 +44,7 @@ import torch
 import yaml
 
 from driftrec.agents.supervised.adapt import finetune
-from driftrec.agents.supervised.base import FitReport, SupervisedModel, evaluate, fit, make_model
+from driftrec.agents.supervised.base import FitReport, SupervisedModel, evaluate, fit
 from driftrec.agents.supervised.config import SupervisedConfig, split_overrides
 from driftrec.agents.supervised.data import (
     Examples,
@@ -55,6 +55,7 @@ from driftrec.agents.supervised.data import (
     chronological_split,
     log_sim_config,
 )
+from driftrec.agents.supervised.registry import MODELS, make_model
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import EventLogError, load_events, load_users
 from driftrec.envs.presets import preset_config
@@ -80,9 +81,6 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     unusable log, a fine-tune window with no data) raise :class:`ConfigError` with a one-line
     message.
     """
-    from driftrec.agents.supervised.base import MODELS, _load_registry
-
-    _load_registry()
     if kind not in MODELS:
         raise ConfigError(f"unknown supervised model '{kind}'; choose one of: {', '.join(sorted(MODELS))}")
     train_keys, sim_keys = split_overrides(overrides)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from driftrec.experiments.cli import CLIError, int_arg, parse_overrides, positive_int
+from driftrec.envs.config import parse_sets
+from driftrec.experiments.cliutil import CLIError, int_arg, positive_int
 from driftrec.experiments.tune.job import run_tune
 from driftrec.experiments.tune.settings import (
     DEFAULT_EVAL_USERS,
@@ -66,7 +67,7 @@ def run_tune_cli(args: argparse.Namespace) -> int:
         parse_storage_url(args.storage)  # a malformed URL fails before SB3 and torch are imported
     config = TuneConfig(
         algo=args.algo, study=args.study, trials=args.trials, preset=args.preset,
-        overrides=parse_overrides(args.overrides), storage=args.storage, workers=args.workers, seed=args.seed,
+        overrides=parse_sets(args.overrides), storage=args.storage, workers=args.workers, seed=args.seed,
         timesteps=args.timesteps, users=args.users, eval_users=args.eval_users or DEFAULT_EVAL_USERS, out=args.out,
         space=args.space, heartbeat=args.heartbeat)
     result = run_tune(config)

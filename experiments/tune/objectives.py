@@ -141,7 +141,7 @@ def _numbers(summary: Mapping[str, Any]) -> dict[str, float | int | None]:
 def simulate_log(setup: StudySetup, path: Path) -> int:
     """The logging policy's events of the study's log users (seeds ``seed + i``), written atomically
     to ``path`` (as compare's logs); returns the number of events."""
-    from driftrec.agents.policies import make_policy
+    from driftrec.agents.registry import make_policy
     from driftrec.envs import rollout
     from driftrec.envs.events import EventWriter
     from driftrec.envs.model import build_model

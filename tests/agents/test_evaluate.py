@@ -14,7 +14,8 @@ from driftrec.agents.evaluate import (
     evaluate_policy,
     paired_difference,
 )
-from driftrec.agents.policies import Policy, PopularityPolicy, make_policy
+from driftrec.agents.policies import Policy, PopularityPolicy
+from driftrec.agents.registry import make_policy
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rollout import eval_seeds

@@ -24,7 +24,7 @@ from driftrec.agents.item_scoring import (
     ItemScoringQRDQNPolicy,
     catalog_kwargs,
 )
-from driftrec.agents.policies import make_policy
+from driftrec.agents.registry import make_policy
 from driftrec.agents.rl import SB3Policy, build_agent, env_spec, load_agent, load_hyperparams, save_agent
 from driftrec.agents.warm_start import WarmStart, warm_start
 from driftrec.envs.config import ConfigError

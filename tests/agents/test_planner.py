@@ -15,7 +15,8 @@ import pytest
 
 from driftrec.agents import planner as planner_module
 from driftrec.agents.planner import OraclePlannerPolicy, ShopFuture, tune_planner
-from driftrec.agents.policies import OracleGreedyPolicy, RandomPolicy, make_policy
+from driftrec.agents.policies import OracleGreedyPolicy, RandomPolicy
+from driftrec.agents.registry import make_policy
 from driftrec.envs.config import ConfigError
 from driftrec.envs.model import model_for
 from driftrec.envs.rng import user_keys

@@ -13,18 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from driftrec.agents.policies import (
-    POLICIES,
     LoggingPolicy,
     OracleGreedyPolicy,
     Policy,
     PopularityPolicy,
     RandomPolicy,
     burn_in_events,
-    make_policy,
     popularity_scores,
     top_k_distinct,
     top_k_items,
 )
+from driftrec.agents.registry import POLICIES, make_policy
 from driftrec.envs.config import ConfigError
 from driftrec.envs.events import EVENT_SCHEMA, EventRecorder, load_events
 from driftrec.envs.model import model_for

@@ -15,7 +15,7 @@ from torch import nn
 
 from driftrec.agents.evaluate import EvalResult, evaluate_policy, paired_difference
 from driftrec.agents.extractors import AttentionExtractor, GRUExtractor
-from driftrec.agents.policies import make_policy
+from driftrec.agents.registry import make_policy
 from driftrec.agents.rl import (
     ALGORITHMS,
     EnvSpecError,

@@ -19,11 +19,11 @@ from driftrec.agents.supervised.base import (
     _request_batches,
     auto_window_share,
     fit,
-    make_model,
     next_event_targets,
     request_groups,
 )
 from driftrec.agents.supervised.offline import evaluate_popularity, prepare_offline, train_offline_model
+from driftrec.agents.supervised.registry import make_model
 from driftrec.envs.state import CART, CLICK, PAD, PURCHASE, SEARCH, VIEW
 from tests.agents.test_offline import next_item_log
 

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from driftrec.agents.policies import RandomPolicy, make_policy
+from driftrec.agents.policies import RandomPolicy
+from driftrec.agents.registry import make_policy
 from driftrec.agents.supervised.data import log_sim_config
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.config import ConfigError, SimConfig, parse_sets
 from driftrec.envs.events import load_events, load_users
 from driftrec.envs.model import model_for
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.shopsim import ShopSimEnv
-from driftrec.experiments.cli import main, parse_overrides
+from driftrec.experiments.cli import COMMANDS, build_parser, main
 
 SMALL = ["simulate", "--preset", "default", "--users", "20", "--days", "3", "--seed", "5"]
 
@@ -111,10 +112,10 @@ def test_simulate_set_overrides_reach_the_simulator(capsys: pytest.CaptureFixtur
 
 
 def test_parse_overrides_uses_yaml_values() -> None:
-    assert parse_overrides(["a=1", "b=0.5", "c=true", "d=shop", "e=1.0e-3", "f = 2"]) == {
+    assert parse_sets(["a=1", "b=0.5", "c=true", "d=shop", "e=1.0e-3", "f = 2"]) == {
         "a": 1, "b": 0.5, "c": True, "d": "shop", "e": 0.001, "f": 2}
     # YAML 1.1 reads 1e-3 as a string; SimConfig coerces numeric strings, so it still works
-    assert SimConfig.from_dict(parse_overrides(["drift_gradual=1e-3"])).drift_gradual == 0.001
+    assert SimConfig.from_dict(parse_sets(["drift_gradual=1e-3"])).drift_gradual == 0.001
 
 
 @pytest.mark.parametrize(("args", "needles"), [
@@ -161,6 +162,33 @@ def test_missing_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main([])
     assert exit_.value.code == 2
     assert "usage: driftrec" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_the_command_table_says_what_each_command_registers(command: str) -> None:
+    """The stub of a command (name, place and one-line help in `driftrec --help`) is what its module registers."""
+    assert build_parser(command).format_help() == build_parser().format_help()
+
+
+HEAVY = ("numba", "torch", "stable_baselines3", "optuna")
+
+
+@pytest.mark.parametrize(("argv", "commands"), [(["--help"], set()), (["presets", "--help"], {"presets"}),
+                                                (["bench", "--help"], {"bench", "bench_core", "bench_learners"})])
+def test_help_imports_only_the_chosen_command(argv: list[str], commands: set[str]) -> None:
+    """`driftrec --help` loads no command module and none of the heavy libraries; `driftrec CMD --help`
+    loads CMD's module (and what it imports) only."""
+    code = ("import sys\nfrom driftrec.experiments.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nprint(*sys.modules, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True).stderr
+    loaded = set(out.split())
+    experiments = {m.split(".")[2] for m in loaded if m.startswith("driftrec.experiments.")}
+    assert experiments == {"cli", "cliutil"} | commands
+    assert not loaded & set(HEAVY)  # the presets and configs load without the simulator's numba kernels
+    assert not any(m.startswith("driftrec.agents") for m in loaded)
+    if "presets" not in commands:  # bench imports the simulator only in its measuring children
+        light = {"driftrec.envs.config", "driftrec.envs.presets"}
+        assert {m for m in loaded if m.startswith("driftrec.envs.")} <= light
 
 
 def _console_script() -> str:

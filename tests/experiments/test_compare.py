@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from driftrec.agents.policies import make_policy
+from driftrec.agents.registry import make_policy
 from driftrec.envs.config import ConfigError
 from driftrec.envs.model import model_for
 from driftrec.envs.rollout import eval_seeds, rollout

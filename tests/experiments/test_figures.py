@@ -14,7 +14,7 @@ import pytest
 from matplotlib.image import imread
 from scipy.special import softmax
 
-from driftrec.agents.policies import make_policy
+from driftrec.agents.registry import make_policy
 from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rng import user_keys
