@@ -89,10 +89,11 @@ class Config:
         """
         return cls._build(values, base, "")
 
-    def validate(self) -> None:
+    def validate(self: ConfigT) -> ConfigT:
         """Raise ConfigError (one line naming the key) unless every field and :meth:`check` pass;
-        for configs built directly (``RLTrainConfig(...)``) rather than by :meth:`from_dict`."""
-        type(self).from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        for configs built directly (``RLTrainConfig(...)``) rather than by :meth:`from_dict`.
+        Returns the config as :meth:`from_dict` builds it (``"3"`` given for an integer is ``3``)."""
+        return type(self).from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def check(self) -> None:
         """Rules across fields, run by :meth:`from_dict` after each field's own check (none here)."""
