@@ -93,8 +93,13 @@ class BenchSettings(Config):
 
     def check(self) -> None:
         """A sample must take some time."""
-        if not (self.seconds > 0 and math.isfinite(self.seconds)):
-            raise ConfigError(f"--seconds must be > 0, got {self.seconds}")
+        check_seconds(self.seconds)
+
+
+def check_seconds(seconds: float) -> None:
+    """ConfigError naming ``--seconds`` unless a sample of ``seconds`` takes some time (> 0, finite)."""
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(f"--seconds must be > 0, got {seconds}")
 
 
 # Tiny settings for tests and CI: fast, but every code path runs.
@@ -106,7 +111,7 @@ def run(settings: BenchSettings, progress: Callable[[str], None] | None = None) 
     """Run every measurement group (in a fresh pinned child process unless ``settings.isolate`` is
     False); return the report, also written to ``settings.out`` as JSON when set. ``progress``
     receives one line as each group starts."""
-    settings.validate()
+    settings = settings.validate()
     say = progress or (lambda line: None)
     cpu = _choose_cpu(settings.cpu) if settings.isolate else None
     group = _in_child if settings.isolate else _in_process
@@ -138,8 +143,7 @@ def run(settings: BenchSettings, progress: Callable[[str], None] | None = None) 
         "machine": {**_machine(), "isolated": settings.isolate, "pinned_cpu": cpu,
                     "threads_env": {v: "1" for v in SINGLE_THREAD_VARS} if settings.isolate else {},
                     "loadavg_before": load_before, "loadavg_after": _loadavg()},
-        "settings": {**dataclasses.asdict(settings), "presets": list(settings.presets),
-                     "users": list(settings.users)},
+        "settings": settings.to_dict(),
         "batched": batched,
         "single_env": single,
         "memory": memory,
