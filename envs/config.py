@@ -153,7 +153,8 @@ class Config:
         """``values`` with dotted keys nested (:func:`nest`), once each key is known to this config;
         the dotted entries of a ``merge=False`` table laid over its whole value, else ``current``'s."""
         sections = [name for name in fields if _is_config(hints[name]) or _is_mapping(hints[name])]
-        tables = {name: {} for name in sections if not fields[name].metadata.get("merge", True)}
+        tables: dict[str, dict[str, Any]] = {name: {} for name in sections
+                                             if not fields[name].metadata.get("merge", True)}
         rest: dict[str, Any] = {}
         for key, value in values.items():
             head, dot, sub = str(key).partition(".")
@@ -172,7 +173,7 @@ class Config:
                 rest[key] = value
         out = nest(rest)
         for name, entries in tables.items():
-            whole = out.get(name, current[name])
+            whole = out.get(name, current[name])  # a table given whole, else the base's
             if entries:
                 out[name] = {**whole, **entries} if isinstance(whole, Mapping) else out.get(name, entries)
         return out
