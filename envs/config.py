@@ -17,7 +17,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
@@ -34,15 +34,24 @@ class ConfigError(ValueError):
 
 
 def knob(default: Any, doc: str, lo: float | None = None, hi: float | None = None,
-         choices: tuple[str, ...] | None = None, *, distinct: bool = False) -> Any:
+         choices: tuple[str, ...] | None = None, *, distinct: bool = False, merge: bool = True,
+         parse: Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field carrying its doc string and what is allowed.
 
     ``lo`` and ``hi`` are inclusive bounds of a number (either may be None: unbounded on that
     side); ``choices`` the allowed strings; for a tuple field both apply to each item, and
     ``distinct`` asks for at least one item, each once. ``default`` may be :data:`REQUIRED`; a
     mapping default is copied for every instance.
+
+    ``merge=False`` makes a mapping field a table of plain keys: a mapping given whole replaces the
+    base's instead of merging into it, and a dotted key ``"field.k"`` sets entry ``k`` (split at
+    its first dot only, so ``k`` may hold dots), over the base's table or over the one given whole
+    in the same mapping, whatever their order. ``parse`` is for a rule that type, range and choices
+    cannot express: ``parse(value)`` returns the field's value or raises a one-line ConfigError,
+    in place of those checks.
     """
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "distinct": distinct}
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "distinct": distinct, "merge": merge,
+            "parse": parse}
     if isinstance(default, (dict, list, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -55,9 +64,10 @@ class Config:
     A field's annotation is its type: ``bool``, ``int``, ``float`` (range from the knob), ``str``
     (the knob's choices, or free text), ``Path``, ``X | None``, ``tuple[X, ...]`` (a list or a
     comma-separated string), a mapping (free, e.g. hyperparameter overrides: a mapping value
-    merges into the base's key by key) or another Config (a section: ``{"sim": {...}}`` or
-    ``"sim.key"`` set its keys). Override :meth:`check` for rules across fields, :attr:`label`,
-    :attr:`unknown_hint` and :meth:`subject` for the wording of messages.
+    merges into the base's key by key, or replaces it for a ``merge=False`` knob) or another
+    Config (a section: ``{"sim": {...}}`` or ``"sim.key"`` set its keys). Override :meth:`check`
+    for rules across fields, :attr:`label`, :attr:`unknown_hint` and :meth:`subject` for the
+    wording of messages.
     """
 
     label: ClassVar[str] = "config"
@@ -79,10 +89,11 @@ class Config:
         """
         return cls._build(values, base, "")
 
-    def validate(self) -> None:
+    def validate(self: ConfigT) -> ConfigT:
         """Raise ConfigError (one line naming the key) unless every field and :meth:`check` pass;
-        for configs built directly (``RLTrainConfig(...)``) rather than by :meth:`from_dict`."""
-        type(self).from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        for configs built directly (``RLTrainConfig(...)``) rather than by :meth:`from_dict`.
+        Returns the config as :meth:`from_dict` builds it (``"3"`` given for an integer is ``3``)."""
+        return type(self).from_dict({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def check(self) -> None:
         """Rules across fields, run by :meth:`from_dict` after each field's own check (none here)."""
@@ -119,15 +130,16 @@ class Config:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = _hints(cls)
         current = {name: getattr(base, name) if base is not None else _default(f) for name, f in fields.items()}
-        for key, value in cls._nested(values, fields, hints, prefix).items():
-            kind, path = hints[key], prefix + key
+        for key, value in cls._nested(values, fields, hints, prefix, current).items():
+            kind, path, meta = hints[key], prefix + key, fields[key].metadata
             if _is_config(kind):
                 inside = current[key] if isinstance(current[key], kind) else None
                 current[key] = value if isinstance(value, kind) else kind._build(value, inside, path + ".")
-            elif _is_mapping(kind) and isinstance(value, Mapping) and isinstance(current[key], Mapping):
+            elif (_is_mapping(kind) and meta.get("merge", True) and isinstance(value, Mapping)
+                  and isinstance(current[key], Mapping)):
                 current[key] = _merge(current[key], value)
             else:
-                current[key] = _check(cls.subject(path), value, kind, fields[key].metadata)
+                current[key] = _check(cls.subject(path), value, kind, meta)
         for name, value in current.items():
             if value is dataclasses.MISSING:
                 raise ConfigError(f"{cls.subject(prefix + name)} is required")
@@ -137,21 +149,34 @@ class Config:
 
     @classmethod
     def _nested(cls, values: Mapping[str, Any], fields: Mapping[str, dataclasses.Field[Any]],
-                hints: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-        """``values`` with dotted keys nested (:func:`nest`), once each key is known to this config."""
+                hints: Mapping[str, Any], prefix: str, current: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` with dotted keys nested (:func:`nest`), once each key is known to this config;
+        the dotted entries of a ``merge=False`` table laid over its whole value, else ``current``'s."""
         sections = [name for name in fields if _is_config(hints[name]) or _is_mapping(hints[name])]
-        for key in values:
-            head, dot, rest = str(key).partition(".")
+        tables: dict[str, dict[str, Any]] = {name: {} for name in sections
+                                             if not fields[name].metadata.get("merge", True)}
+        rest: dict[str, Any] = {}
+        for key, value in values.items():
+            head, dot, sub = str(key).partition(".")
             if head not in fields:
                 close = difflib.get_close_matches(str(key), fields, n=1)
                 near = difflib.get_close_matches(head, sections, n=1) if dot else []
                 hint = (f"; did you mean '{prefix}{close[0]}'?" if close else
-                        f"; did you mean '{prefix}{near[0]}.{rest}'?" if near else cls.unknown_hint)
+                        f"; did you mean '{prefix}{near[0]}.{sub}'?" if near else cls.unknown_hint)
                 raise ConfigError(f"unknown {cls.label} key '{prefix}{key}'{hint}")
             if dot and head not in sections:
                 only = f"only {', '.join(sections)} take dotted keys" if sections else "no key takes a dot"
                 raise ConfigError(f"{cls.subject(prefix + str(key))}: {only}")
-        return nest(values)
+            if dot and head in tables:
+                tables[head][sub] = value
+            else:
+                rest[key] = value
+        out = nest(rest)
+        for name, entries in tables.items():
+            whole = out.get(name, current[name])  # a table given whole, else the base's
+            if entries:
+                out[name] = {**whole, **entries} if isinstance(whole, Mapping) else out.get(name, entries)
+        return out
 
 
 def nest(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,27 +329,6 @@ class SimConfig(Config):
                                   f"default {f.default!r}); remove it or choose another model")
 
 
-def replace_checked(config: Any, values: Mapping[str, Any], *, label: str = "config",
-                    unknown_hint: str = "") -> Any:
-    """``dataclasses.replace(config, **values)`` for a plain dataclass of :func:`knob` fields (a
-    :class:`Config` has :meth:`Config.from_dict`), with each value coerced to its field's type and
-    checked against its range or choices.
-
-    An unknown key raises :class:`ConfigError` naming it and the closest known key (else
-    ``unknown_hint``); ``label`` names the kind of key in that message ("unknown LABEL key ...").
-    """
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    hints = _hints(type(config))
-    clean: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else unknown_hint
-            raise ConfigError(f"unknown {label} key '{key}'{hint}")
-        clean[key] = _check(f"config key '{key}'", value, hints[key], fields[key].metadata)
-    return dataclasses.replace(config, **clean)
-
-
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """The mapping in the YAML file ``path`` (an empty file is an empty mapping). Every problem is
     one ConfigError: "<what> '<path>' does not exist | is a folder, not a YAML file | is not valid
@@ -437,6 +441,8 @@ def _range(lo: float | None, hi: float | None) -> str:
 def _check(subject: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> Any:
     """``value`` coerced to the field type ``kind`` and checked against its knob ``meta``;
     ConfigError ("<subject> must be ...") otherwise."""
+    if meta.get("parse") is not None:
+        return meta["parse"](value)
     union = _union(kind)
     if union is not None:
         core, optional = union

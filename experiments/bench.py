@@ -33,14 +33,13 @@ import argparse
 import dataclasses
 import datetime
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftrec.envs.config import Config, ConfigError, knob
+from driftrec.envs.config import Config, knob
 from driftrec.envs.presets import PRESETS
 from driftrec.experiments import bench_learners
 from driftrec.experiments.bench_core import (  # noqa: F401  (MIB: the report's unit, for its readers)
@@ -57,6 +56,8 @@ from driftrec.experiments.bench_core import (  # noqa: F401  (MIB: the report's 
     _machine,
     _names,
     _summary,
+    check_seconds,
+    flag,
     targets_table,
 )
 
@@ -93,12 +94,11 @@ class BenchSettings(Config):
     @classmethod
     def subject(cls, key: str) -> str:
         """The flag of setting ``key``: ``--memory-users``."""
-        return "--" + key.replace("_", "-")
+        return flag(key)
 
     def check(self) -> None:
         """A sample must take some time."""
-        if not (self.seconds > 0 and math.isfinite(self.seconds)):
-            raise ConfigError(f"--seconds must be > 0, got {self.seconds}")
+        check_seconds(self.seconds)
 
 
 # Tiny settings for tests and CI: fast, but every code path runs.
@@ -110,7 +110,7 @@ def run(settings: BenchSettings, progress: Callable[[str], None] | None = None) 
     """Run every measurement group (in a fresh pinned child process unless ``settings.isolate`` is
     False); return the report, also written to ``settings.out`` as JSON when set. ``progress``
     receives one line as each group starts."""
-    settings.validate()
+    settings = settings.validate()
     say = progress or (lambda line: None)
     cpu = _choose_cpu(settings.cpu) if settings.isolate else None
     group = _in_child if settings.isolate else _in_process
@@ -142,8 +142,7 @@ def run(settings: BenchSettings, progress: Callable[[str], None] | None = None) 
         "machine": {**_machine(), "isolated": settings.isolate, "pinned_cpu": cpu,
                     "threads_env": {v: "1" for v in SINGLE_THREAD_VARS} if settings.isolate else {},
                     "loadavg_before": load_before, "loadavg_after": _loadavg()},
-        "settings": {**dataclasses.asdict(settings), "presets": list(settings.presets),
-                     "users": list(settings.users)},
+        "settings": settings.to_dict(),
         "batched": batched,
         "single_env": single,
         "memory": memory,

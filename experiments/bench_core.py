@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import statistics
@@ -26,12 +27,25 @@ from typing import Any
 
 import numpy as np
 
+from driftrec.envs.config import ConfigError
+
 SINGLE_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                       "VECLIB_MAXIMUM_THREADS")
 ACTION_BATCHES = 64  # pre-drawn action batches cycled through in a timed loop
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 MEMORY_STEPS = 3  # steps taken by the large batch of the memory measurement
 MIB = 2.0**20
+
+
+def flag(key: str) -> str:
+    """The command-line flag of setting ``key``: ``--memory-users``."""
+    return "--" + key.replace("_", "-")
+
+
+def check_seconds(seconds: float) -> None:
+    """ConfigError naming ``--seconds`` unless a sample of ``seconds`` takes some time (> 0, finite)."""
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(f"--seconds must be > 0, got {seconds}")
 
 
 def _batched_row(preset: str, n: int, raw: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import contextlib
 import dataclasses
 import datetime
 import json
-import math
 import os
 import statistics
 import tempfile
@@ -47,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from driftrec.envs.config import Config, ConfigError, knob
+from driftrec.envs.presets import PRESETS
 from driftrec.experiments import bench_core
 
 SCHEMA_VERSION = 1
@@ -60,50 +61,48 @@ MODULE = "driftrec.experiments.bench_learners"
 
 
 @dataclasses.dataclass(frozen=True)
-class LearnerSettings:
-    """What ``driftrec bench --learners`` measures and where it writes the report."""
+class LearnerSettings(Config):
+    """What ``driftrec bench --learners`` measures and where it writes the report (a message names a
+    setting by its flag, as :class:`~driftrec.experiments.bench.BenchSettings` does)."""
 
-    preset: str = "default"  # simulator preset of every measurement
-    algos: tuple[str, ...] = RL  # RL agents timed
-    rl_steps: tuple[int, int] = (16_384, 65_536)  # user-steps of the short and the long training run
-    models: tuple[str, ...] = SUPERVISED  # supervised models timed
-    log_users: int = 1000  # users of the logging policy whose events the supervised models train on
-    epochs: int = 2  # timed training epochs of each supervised model per repeat
-    serve_users: int = 500  # evaluation users every policy serves (the same users; compare standard: 500)
-    repeats: int = 3  # samples per measurement; the report uses their median
-    seconds: float = 1.0  # timed seconds of one simulator sample
-    torch_threads: int = 1  # torch threads of the learner children (as `driftrec train`); 0: torch's default
-    hyperparams: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # per algo, over the YAML
-    supervised: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # SupervisedConfig keys (model sizes)
-    out: str | None = "bench_learners.json"  # JSON report path; None writes nothing
-    cpu: int | None = None  # CPU the simulator child is pinned to (as `driftrec bench`); -1 no pinning
-    isolate: bool = True  # each group in a fresh child; False: in this process (tests)
+    label = "bench --learners setting"
 
-    def validate(self) -> None:
-        """Raise ValueError (one line naming the option) on a setting that cannot run."""
-        from driftrec.envs.presets import PRESETS  # importing driftrec.envs loads numba: not for `bench --help`
+    preset: str = knob("default", "simulator preset of every measurement", choices=tuple(PRESETS))
+    algos: tuple[str, ...] = knob(RL, "RL agents timed, each once", choices=RL)
+    rl_steps: tuple[int, int] = knob((16_384, 65_536), "user-steps of the short and the long training run", 1)
+    models: tuple[str, ...] = knob(SUPERVISED, "supervised models timed, each once", choices=SUPERVISED)
+    log_users: int = knob(1000, "users of the logging policy whose events the supervised models train on", 1)
+    epochs: int = knob(2, "timed training epochs of each supervised model per repeat", 1)
+    serve_users: int = knob(500, "evaluation users every policy serves (the same users; compare standard: 500)", 1)
+    repeats: int = knob(3, "samples per measurement; the report uses their median", 1)
+    seconds: float = knob(1.0, "timed seconds of one simulator sample, > 0")
+    torch_threads: int = knob(1, "torch threads of the learner children (as `driftrec train`); 0: torch's default", 0)
+    hyperparams: Mapping[str, Mapping[str, Any]] = knob({}, "per timed algo, hyperparameters over the YAML")
+    supervised: Mapping[str, Any] = knob({}, "SupervisedConfig keys (model sizes)")
+    out: str | None = knob("bench_learners.json", "JSON report path; None writes nothing")
+    cpu: int | None = knob(None, "CPU the simulator child is pinned to (as `driftrec bench`); -1 no pinning", -1)
+    isolate: bool = knob(True, "each group in a fresh child; False: in this process (tests)")
 
-        if self.preset not in PRESETS:
-            raise ValueError(f"--presets: unknown preset '{self.preset}'; choose from: {', '.join(PRESETS)}")
+    @classmethod
+    def subject(cls, key: str) -> str:
+        """The flag of setting ``key``: ``--serve-users``; the preset's is ``--presets``."""
+        return "--presets" if key == "preset" else bench_core.flag(key)
+
+    def check(self) -> None:
+        """Each name once, something to time, hyperparameters only for timed agents, a short run
+        shorter than the long one, samples that take some time."""
         for name, given, known in (("--algos", self.algos, RL), ("--models", self.models, SUPERVISED)):
-            unknown = [x for x in given if x not in known]
-            if unknown or len(set(given)) != len(given):
-                raise ValueError(f"{name}: distinct names from {', '.join(known)}, got {list(given)}")
+            if len(set(given)) != len(given):
+                raise ConfigError(f"{name}: distinct names from {', '.join(known)}, got {list(given)}")
         if not self.algos and not self.models:
-            raise ValueError("--algos and --models: nothing to time")
+            raise ConfigError("--algos and --models: nothing to time")
         if set(self.hyperparams) - set(self.algos):
-            raise ValueError(f"hyperparams: entries for {sorted(set(self.hyperparams) - set(self.algos))}, "
-                             "which are not timed")
-        if len(self.rl_steps) != 2 or not 1 <= self.rl_steps[0] < self.rl_steps[1]:
-            raise ValueError(f"--rl-steps: SHORT,LONG with 1 <= SHORT < LONG, got {','.join(map(str, self.rl_steps))}")
-        for name, value in (("--log-users", self.log_users), ("--epochs", self.epochs),
-                            ("--serve-users", self.serve_users), ("--repeats", self.repeats)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if not (self.seconds > 0 and math.isfinite(self.seconds)):
-            raise ValueError(f"--seconds must be > 0, got {self.seconds}")
-        if self.torch_threads < 0:
-            raise ValueError(f"--torch-threads must be >= 0 (0: torch's default), got {self.torch_threads}")
+            raise ConfigError(f"hyperparams: entries for {sorted(set(self.hyperparams) - set(self.algos))}, "
+                              "which are not timed")
+        if len(self.rl_steps) != 2 or not self.rl_steps[0] < self.rl_steps[1]:
+            raise ConfigError(f"--rl-steps: SHORT,LONG with 1 <= SHORT < LONG, got "
+                              f"{','.join(map(str, self.rl_steps))}")
+        bench_core.check_seconds(self.seconds)
 
 
 # Short settings (`driftrec bench --learners --quick`): about a minute on 2 cores, every path runs.
@@ -115,7 +114,7 @@ def run_learners(settings: LearnerSettings, progress: Callable[[str], None] | No
     """Run every learner measurement (each group in a fresh child unless ``settings.isolate`` is
     False); return the report, also written to ``settings.out`` as JSON when set. ``progress``
     receives one line as each group starts."""
-    settings.validate()
+    settings = settings.validate()
     say = progress or (lambda line: None)
     started, load_before = time.time(), bench_core._loadavg()
     sim_cpu = bench_core._choose_cpu(settings.cpu) if settings.isolate else None
@@ -164,8 +163,7 @@ def run_learners(settings: LearnerSettings, progress: Callable[[str], None] | No
         "machine": {**bench_core._machine(), "torch": _torch_version(), "isolated": settings.isolate,
                     "simulator_pinned_cpu": sim_cpu, "loadavg_before": load_before,
                     "loadavg_after": bench_core._loadavg()},
-        "settings": {**dataclasses.asdict(settings), "algos": list(settings.algos), "models": list(settings.models),
-                     "rl_steps": list(settings.rl_steps)},
+        "settings": settings.to_dict(),
         "rl": [_rl_row(algo, pairs, simulator) for algo, pairs in runs.items()],
         "supervised": _supervised_rows(supervised) if supervised else {},
         "simulator": list(simulator.values()),

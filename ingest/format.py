@@ -20,14 +20,13 @@ A shop's log is a CSV or Parquet file with one interaction per row:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from driftrec.envs.config import ConfigError, knob, read_yaml_mapping, replace_checked
+from driftrec.envs.config import Config, ConfigError, knob, read_yaml_mapping
 from driftrec.envs.state import BEHAVIOURS
 
 LOG_COLUMNS = ("user_id", "item_id", "timestamp", "behaviour", "price", "category", "session_id", "position")
@@ -55,100 +54,7 @@ TIMESTAMP_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microsecond
 """The units of numeric timestamps (``timestamp_unit``), and their names in messages."""
 
 
-def _mapping_knob(doc: str) -> Any:
-    return dataclasses.field(default_factory=dict, metadata={"doc": doc, "lo": None, "hi": None, "choices": None})
-
-
-@dataclasses.dataclass(frozen=True)
-class LogFormat:
-    """How a raw log's columns and values map onto the event schema.
-
-    ``LogFormat.from_dict`` (and ``from_yaml``) validate every key, as ``SimConfig.from_dict`` does,
-    and raise a one-line :class:`ConfigError` naming it. Dotted keys set one entry of a mapping:
-    ``{"columns.user_id": "visitorid", "behaviours.wishlist": "cart"}``.
-    """
-
-    columns: Mapping[str, str] = _mapping_knob(
-        "driftrec column -> the file's column name, for the columns named otherwise in the file")
-    behaviours: Mapping[str, str] = _mapping_knob(
-        "behaviour value -> driftrec behaviour or 'drop', on top of the defaults (values match trimmed, "
-        "case-insensitively)")
-    drop: tuple[str, ...] = dataclasses.field(
-        default=(), metadata={"doc": "behaviour values whose rows are ignored", "lo": None, "hi": None,
-                              "choices": None})
-    rating_threshold: float | None = dataclasses.field(
-        default=None, metadata={"doc": "the behaviour column holds numbers (ratings): >= this -> rating_above, "
-                                       "else rating_below; None: it holds behaviour names",
-                                "lo": None, "hi": None, "choices": None})
-    rating_above: str = knob("purchase", "behaviour of a rating >= rating_threshold", choices=BEHAVIOURS)
-    rating_below: str = knob("view", "behaviour of a rating < rating_threshold, or 'drop'",
-                             choices=(*BEHAVIOURS, DROP))
-    timestamp_unit: str = knob("s", "unit of numeric timestamps (since 1970-01-01 UTC)", choices=TIMESTAMP_UNITS)
-    timestamp_format: str | None = dataclasses.field(
-        default=None, metadata={"doc": "strptime format of text timestamps (e.g. '%d/%m/%Y %H:%M'); None: ISO 8601",
-                                "lo": None, "hi": None, "choices": None})
-    session_gap_minutes: float = knob(30.0, "a gap longer than this starts a new session (without a "
-                                            "session_id column)", 0.0, 1e9)
-    delimiter: str = dataclasses.field(
-        default=",", metadata={"doc": "CSV field separator (one character)", "lo": None, "hi": None, "choices": None})
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], base: LogFormat | None = None) -> LogFormat:
-        """A format from ``values`` on top of ``base`` (defaults if None), validating every key."""
-        base = base if base is not None else cls()
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"a log format must be a mapping, got {type(values).__name__}")
-        special: dict[str, Any] = {}
-        plain: dict[str, Any] = {}
-        # whole mappings first, so that dotted keys add to them whatever their order
-        for key in sorted(values, key=lambda k: "." in str(k)):
-            value = values[key]
-            head, dot, sub = str(key).partition(".")
-            if dot:
-                if head not in ("columns", "behaviours"):
-                    close = difflib.get_close_matches(head, ("columns", "behaviours"), n=1)
-                    hint = (f"did you mean '{close[0]}.{sub}'?" if close
-                            else "only columns.X and behaviours.X take a dot")
-                    raise ConfigError(f"unknown log format key '{key}'; {hint}")
-                merged = dict(special.get(head, getattr(base, head)))
-                merged[sub] = value
-                special[head] = _SPECIAL_CHECKS[head](merged)
-            elif key in _SPECIAL_CHECKS:
-                special[key] = _SPECIAL_CHECKS[key](value)
-            else:
-                plain[key] = value
-        fmt = replace_checked(base, plain, label="log format", unknown_hint="; see `driftrec load --help`")
-        return dataclasses.replace(fmt, **special)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> LogFormat:
-        """The format in a YAML file (a mapping of this class's keys)."""
-        return cls.from_dict(read_yaml_mapping(path, "log format"))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain mapping of every key (YAML-safe)."""
-        out = dataclasses.asdict(self)
-        out["columns"], out["behaviours"], out["drop"] = dict(self.columns), dict(self.behaviours), list(self.drop)
-        return out
-
-    @classmethod
-    def describe(cls) -> list[tuple[str, str, str]]:
-        """(key, default, doc) of every key, for docs and help."""
-        return [(f.name, repr(f.default) if f.default is not dataclasses.MISSING else "{}", f.metadata["doc"])
-                for f in dataclasses.fields(cls)]
-
-    def column(self, name: str) -> str:
-        """The file's column that holds driftrec column ``name``."""
-        return self.columns.get(name, name)
-
-    def behaviour_map(self) -> dict[str, str]:
-        """Every understood behaviour value (normalised) -> driftrec behaviour or 'drop'."""
-        mapping = dict(DEFAULT_BEHAVIOURS)
-        mapping.update(self.behaviours)
-        mapping.update({value: DROP for value in self.drop})
-        return mapping
-
-
+# ------------------------------------------------------------------ checks of the keys knobs can't express
 def _norm_value(value: Any) -> str:
     return str(value).strip().lower()
 
@@ -223,9 +129,57 @@ def _check_delimiter(value: Any) -> str:
     return value
 
 
-_SPECIAL_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "columns": _check_columns, "behaviours": _check_behaviours, "drop": _check_drop,
-    "rating_threshold": _check_threshold, "timestamp_format": _check_time_format, "delimiter": _check_delimiter,
-}
-"""Format keys whose values need more than :func:`replace_checked`'s scalar checks: key -> checker."""
+@dataclasses.dataclass(frozen=True)
+class LogFormat(Config):
+    """How a raw log's columns and values map onto the event schema.
 
+    ``LogFormat.from_dict`` (and ``from_yaml``) validate every key, as every config does, and raise
+    a one-line :class:`ConfigError` naming it. ``columns`` and ``behaviours`` are tables: a mapping
+    given whole replaces the base's, and a dotted key sets one entry over it (the part after the
+    first dot is the entry, dots and all): ``{"columns.user_id": "visitorid", "behaviours.wishlist": "cart"}``.
+    """
+
+    label = "log format"
+    unknown_hint = "; see `driftrec load --help`"
+
+    columns: Mapping[str, str] = knob(
+        {}, "driftrec column -> the file's column name, for the columns named otherwise in the file",
+        merge=False, parse=_check_columns)
+    behaviours: Mapping[str, str] = knob(
+        {}, "behaviour value -> driftrec behaviour or 'drop', on top of the defaults (values match trimmed, "
+            "case-insensitively)", merge=False, parse=_check_behaviours)
+    drop: tuple[str, ...] = knob((), "behaviour values whose rows are ignored", parse=_check_drop)
+    rating_threshold: float | None = knob(
+        None, "the behaviour column holds numbers (ratings): >= this -> rating_above, else rating_below; None: it "
+              "holds behaviour names", parse=_check_threshold)
+    rating_above: str = knob("purchase", "behaviour of a rating >= rating_threshold", choices=BEHAVIOURS)
+    rating_below: str = knob("view", "behaviour of a rating < rating_threshold, or 'drop'",
+                             choices=(*BEHAVIOURS, DROP))
+    timestamp_unit: str = knob("s", "unit of numeric timestamps (since 1970-01-01 UTC)", choices=TIMESTAMP_UNITS)
+    timestamp_format: str | None = knob(
+        None, "strptime format of text timestamps (e.g. '%d/%m/%Y %H:%M'); None: ISO 8601",
+        parse=_check_time_format)
+    session_gap_minutes: float = knob(30.0, "a gap longer than this starts a new session (without a "
+                                            "session_id column)", 0.0, 1e9)
+    delimiter: str = knob(",", "CSV field separator (one character)", parse=_check_delimiter)
+
+    @classmethod
+    def subject(cls, key: str) -> str:
+        """How a message names ``key``: "log format key 'x'"."""
+        return f"log format key '{key}'"
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> LogFormat:
+        """The format in a YAML file (a mapping of this class's keys)."""
+        return cls.from_dict(read_yaml_mapping(path, "log format"))
+
+    def column(self, name: str) -> str:
+        """The file's column that holds driftrec column ``name``."""
+        return self.columns.get(name, name)
+
+    def behaviour_map(self) -> dict[str, str]:
+        """Every understood behaviour value (normalised) -> driftrec behaviour or 'drop'."""
+        mapping = dict(DEFAULT_BEHAVIOURS)
+        mapping.update(self.behaviours)
+        mapping.update({value: DROP for value in self.drop})
+        return mapping

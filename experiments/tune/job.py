@@ -30,6 +30,7 @@ def run_tune(config: TuneConfig) -> TuneResult:
 
     start = time.perf_counter()
     setup = study_setup(config)
+    config = setup.config  # validated
     study_dir = config.study_dir
     if study_dir.exists() and not study_dir.is_dir():
         raise ConfigError(f"cannot use study folder '{study_dir}': it is a file")

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from driftrec.envs.config import ConfigError, SimConfig
+from driftrec.envs.config import REQUIRED, Config, ConfigError, SimConfig, knob
 from driftrec.envs.presets import PRESETS, preset_config
-from driftrec.experiments.tune.space import RL, SearchSpace, check_algo, lay_over, load_search_space
+from driftrec.experiments.tune.space import RL, TUNABLE, SearchSpace, lay_over, load_search_space
 
 if TYPE_CHECKING:  # optuna takes a second to import: `driftrec presets` should not wait
     import optuna
@@ -29,31 +29,55 @@ DEFAULT_HEARTBEAT = 30  # seconds between a PostgreSQL worker's heartbeats
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-@dataclasses.dataclass(frozen=True)
-class TuneConfig:
-    """One tuning job: the CLI's ``driftrec tune`` flags, for tests and notebooks."""
+def _study_name(value: Any) -> str:
+    if not isinstance(value, str) or not STUDY_NAME.fullmatch(value):
+        raise ConfigError(f"study name {value!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+    return value
 
-    algo: str  # ppo | dqn | mlp | gru | transformer
-    study: str  # study name: the folder under out and the name in the storage
-    trials: int  # the study's total trials (all workers, all runs)
-    preset: str = "default"  # simulator preset
-    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # SimConfig keys over the preset
-    storage: str | None = None  # postgresql://...; None: the journal file in the study folder
-    workers: int = 1  # worker processes started here
-    seed: int = 0  # seeds the sampler, the agents and the users (training, validation, log)
-    timesteps: int | None = None  # RL: user-steps per trial; None: the preset's n_timesteps
-    users: int | None = None  # RL: users stepped together (n_envs; None: the hyperparameters'); supervised: log users
-    eval_users: int = DEFAULT_EVAL_USERS  # RL: validation users of every trial
-    out: Path | str = DEFAULT_OUT  # parent of the study folder
-    space: Path | str | None = None  # search space YAML; None: experiments/search_spaces/<algo>.yml
-    heartbeat: int = DEFAULT_HEARTBEAT  # PostgreSQL: seconds between heartbeats of a running trial
-    quiet: bool = False  # no line per trial on stdout
+
+def _built_in_preset(value: Any) -> str:
+    if not isinstance(value, str) or value not in PRESETS:
+        # best.yml is keyed by preset and compare looks a file preset's hyperparameters up under its base
+        raise ConfigError(f"tune takes a built-in preset, not '{value}'; to tune for a calibrated preset "
+                          f"file, tune on its base preset with its overrides as --set keys")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig(Config):
+    """One tuning job: the CLI's ``driftrec tune`` flags, for tests and notebooks.
+
+    :func:`study_setup` validates it (one-line ConfigErrors) before anything is started.
+    """
+
+    label = "tune"
+
+    algo: str = knob(REQUIRED, "algorithm tuned", choices=TUNABLE)
+    study: str = knob(REQUIRED, "study name: the folder under out and the name in the storage", parse=_study_name)
+    trials: int = knob(REQUIRED, "the study's total trials (all workers, all runs)", 1)
+    preset: str = knob("default", "simulator preset (a built-in one)", parse=_built_in_preset)
+    overrides: Mapping[str, Any] = knob({}, "SimConfig keys over the preset")
+    storage: str | None = knob(None, "postgresql://...; None: the journal file in the study folder")
+    workers: int = knob(1, "worker processes started here", 1)
+    seed: int = knob(0, "seeds the sampler, the agents and the users (training, validation, log)", 0)
+    timesteps: int | None = knob(None, "RL: user-steps per trial; None: the preset's n_timesteps", 1)
+    users: int | None = knob(None, "RL: users stepped together (n_envs; None: the hyperparameters'); supervised: "
+                                   "log users", 1)
+    eval_users: int = knob(DEFAULT_EVAL_USERS, "RL: validation users of every trial", 1)
+    out: Path | str = knob(DEFAULT_OUT, "parent of the study folder")
+    space: Path | str | None = knob(None, "search space YAML; None: experiments/search_spaces/<algo>.yml")
+    heartbeat: int = knob(DEFAULT_HEARTBEAT, "PostgreSQL: seconds between heartbeats of a running trial", 1)
+    quiet: bool = knob(False, "no line per trial on stdout")
 
     @property
     def study_dir(self) -> Path:
         """The study folder, ``out/study``."""
         return Path(self.out) / self.study
 
+    def check(self) -> None:
+        """A training budget is for RL agents only."""
+        if self.timesteps is not None and self.algo not in RL:
+            raise ConfigError(f"--timesteps is for RL agents (ppo, dqn), not the supervised model {self.algo}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,22 +102,10 @@ class StudySetup:
 
 
 def study_setup(config: TuneConfig) -> StudySetup:
-    """Validate ``config`` (user mistakes raise one-line ConfigErrors) before anything is started."""
-    check_algo(config.algo)
-    if not STUDY_NAME.fullmatch(config.study):
-        raise ConfigError(f"study name {config.study!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
-    for name, value, lo in (("trials", config.trials, 1), ("workers", config.workers, 1),
-                            ("eval_users", config.eval_users, 1), ("heartbeat", config.heartbeat, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ConfigError(f"{name} must be an integer >= {lo}, got {value!r}")
-    for name, value in (("timesteps", config.timesteps), ("users", config.users)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    """Validate ``config`` (user mistakes raise one-line ConfigErrors) before anything is started;
+    the setup holds it as validated (values coerced to their types)."""
+    config = config.validate()
     space = load_search_space(config.algo, config.space)
-    if config.preset not in PRESETS:
-        # best.yml is keyed by preset and compare looks a file preset's hyperparameters up under its base
-        raise ConfigError(f"tune takes a built-in preset, not '{config.preset}'; to tune for a calibrated preset "
-                          f"file, tune on its base preset with its overrides as --set keys")
     sim = preset_config(config.preset, config.overrides)
     overrides = {k: _plain(getattr(sim, k)) for k in sorted(config.overrides)}
     settings: dict[str, Any] = {"algo": config.algo, "preset": config.preset,
@@ -122,8 +134,6 @@ def study_setup(config: TuneConfig) -> StudySetup:
         settings.update(timesteps=int(base_hp["n_timesteps"]), users=int(base_hp["n_envs"]),
                         eval_users=config.eval_users, evaluations=space.evaluations)
     else:
-        if config.timesteps is not None:
-            raise ConfigError(f"--timesteps is for RL agents (ppo, dqn), not the supervised model {config.algo}")
         if sim.model != "shop":
             raise ConfigError(f"supervised models need the ShopSim user model; preset '{config.preset}' uses "
                               f"'{sim.model}'")

@@ -103,6 +103,7 @@ def run_worker(config: TuneConfig, index: int = 0) -> int:
     Every worker process of a study (started by :func:`run_tune` or on another machine) runs this.
     """
     setup = study_setup(config)
+    config = setup.config  # validated
     with optuna_quiet():
         store = open_store(config)
         study = open_study(setup, store)

@@ -103,6 +103,38 @@ def test_dotted_and_nested_keys_merge_into_the_base() -> None:
     assert dotted.extra == {"ppo": {"gamma": 0.5, "n_steps": 8}, "dqn": {"lr": 1}}
 
 
+@dataclasses.dataclass(frozen=True)
+class Renames(Config):
+    """A config whose table is replaced, not merged, and whose names are checked by a function."""
+
+    table: Mapping[str, str] = knob({}, "plain keys (they may hold dots) -> names", merge=False)
+    name: str = knob("a", "a lower-case name", parse=lambda value: _lower_name(value))
+
+
+def _lower_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.islower():
+        raise ConfigError(f"name {value!r} must be lower-case text")
+    return value
+
+
+def test_a_merge_false_table_is_replaced_whole_and_set_entry_by_entry() -> None:
+    base = Renames.from_dict({"table": {"a": "x", "b": "y"}})
+    assert Renames.from_dict({"table": {"c": "z"}}, base).table == {"c": "z"}  # replaced, not merged
+    assert Renames.from_dict({"table.c.d": "z"}, base).table == {"a": "x", "b": "y", "c.d": "z"}  # one entry
+    for values in ({"table": {"c": "z"}, "table.a": "w"}, {"table.a": "w", "table": {"c": "z"}}):
+        assert Renames.from_dict(values, base).table == {"c": "z", "a": "w"}  # entries over the whole, any order
+    assert Renames.from_dict({"table.a": "w"}).table == {"a": "w"}
+    with pytest.raises(ConfigError, match=r"^config key 'table' must be a mapping, got 5$"):
+        Renames.from_dict({"table": 5, "table.a": "w"})
+
+
+def test_parse_replaces_the_type_check() -> None:
+    assert Renames.from_dict({"name": "ok"}).name == "ok"
+    for bad in ("Caps", 3):
+        with pytest.raises(ConfigError, match=r"^name .* must be lower-case text$"):
+            Renames.from_dict({"name": bad})
+
+
 def test_to_dict_round_trips() -> None:
     job = Job.from_dict({"out": "o", "names": ["x"], "inner.width": 3, "extra": {"k": [1, 2]}, "limit": 7})
     plain = job.to_dict()

@@ -172,6 +172,24 @@ def test_cli_rejects_bad_learner_options_in_one_line(capsys: pytest.CaptureFixtu
     assert len(err.splitlines()) == 1 and all(w in err for w in words), err
 
 
+@pytest.mark.parametrize(("values", "message"), [
+    ({"serve_user": 5}, "unknown bench --learners setting key 'serve_user'; did you mean 'serve_users'?"),
+    ({"serve_users": 0}, "--serve-users must be >= 1, got 0"),
+    ({"torch_threads": -1}, "--torch-threads must be >= 0, got -1"),
+    ({"preset": "shop"}, "--presets must be one of "),
+    ({"algos": ["ppo", "a2c"]}, "--algos must be one of ppo, dqn; got 'a2c'"),
+    ({"algos": ["ppo", "ppo"]}, "--algos: distinct names from ppo, dqn, got ['ppo', 'ppo']"),
+    ({"algos": [], "models": []}, "--algos and --models: nothing to time"),
+    ({"algos": ["ppo"], "hyperparams": {"dqn": {}}}, "hyperparams: entries for ['dqn'], which are not timed"),
+    ({"rl_steps": [64, 64]}, "--rl-steps: SHORT,LONG with 1 <= SHORT < LONG, got 64,64"),
+    ({"seconds": 0}, "--seconds must be > 0, got 0.0"),
+])
+def test_settings_mistakes_are_one_line_naming_the_flag(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as err:  # a ConfigError, which callers catching ValueError still catch
+        LearnerSettings.from_dict(values)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
 @pytest.mark.parametrize(("ppo", "check", "code"), [(6000.0, True, 0), (4000.0, True, 1), (4000.0, False, 0)])
 def test_check_exits_1_only_when_a_figure_is_missed(monkeypatch: pytest.MonkeyPatch, report: dict[str, Any],
                                                     ppo: float, check: bool, code: int) -> None:

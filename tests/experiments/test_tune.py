@@ -249,6 +249,28 @@ def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert_one_line_error(code, err, *needles)
 
 
+@pytest.mark.parametrize("values, message", [
+    ({"trails": 3}, "unknown tune key 'trails'; did you mean 'trials'?"),
+    ({"workers": 0}, "config key 'workers' must be >= 1, got 0"),
+    ({"seed": -1}, "config key 'seed' must be >= 0, got -1"),
+    ({"algo": "a2c"}, "config key 'algo' must be one of ppo, dqn, mlp, gru, transformer; got 'a2c'"),
+    ({"study": "a b"}, "study name 'a b' must be letters, digits, '.', '_' or '-' (it names a folder)"),
+    ({"preset": "shop.yaml"}, "tune takes a built-in preset, not 'shop.yaml'"),
+    ({"algo": "gru", "timesteps": 100}, "--timesteps is for RL agents (ppo, dqn), not the supervised model gru"),
+])
+def test_tune_config_mistakes_are_one_line_naming_the_key(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        TuneConfig.from_dict({"algo": "ppo", "study": "s", "trials": 1, **values})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
+def test_study_setup_holds_the_config_validated(tmp_path: Path) -> None:
+    config = TuneConfig("mlp", "s", "3", preset="stationary", out=str(tmp_path))  # type: ignore[arg-type]
+    setup = study_setup(config)
+    assert setup.config.trials == 3 and setup.config.study_dir == tmp_path / "s"
+    assert setup.config == TuneConfig.from_dict(config.to_dict())
+
+
 def test_unknown_search_space_parameter_names_it_and_the_file(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     space = write_space(tmp_path / "bad.yml", {**PPO_SPACE, "params": {**PPO_SPACE["params"],

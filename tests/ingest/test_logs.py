@@ -273,6 +273,26 @@ def test_log_format_validation_names_the_key(tmp_path: Path) -> None:
         LogFormat.from_yaml(tmp_path / "nope.yaml")
 
 
+def test_log_format_tables_are_replaced_whole_and_set_entry_by_entry() -> None:
+    """columns and behaviours: a mapping given whole replaces the base's (the --format file's), a
+    dotted key sets one entry over it whatever the order, and an entry's name may hold dots."""
+    base = LogFormat.from_dict({"columns": {"user_id": "visitorid", "item_id": "itemid"},
+                                "behaviours": {"like": "click"}})
+    assert LogFormat.from_dict({"columns": {"timestamp": "ts"}}, base).columns == {"timestamp": "ts"}
+    assert LogFormat.from_dict({"columns.timestamp": "ts"}, base).columns == {
+        "user_id": "visitorid", "item_id": "itemid", "timestamp": "ts"}
+    for values in ({"columns": {"timestamp": "ts"}, "columns.user_id": "uid"},
+                   {"columns.user_id": "uid", "columns": {"timestamp": "ts"}}):
+        assert LogFormat.from_dict(values, base).columns == {"timestamp": "ts", "user_id": "uid"}
+    dotted = LogFormat.from_dict({"behaviours.add.to.cart": "Cart"}, base)
+    assert dotted.behaviours == {"like": "click", "add.to.cart": "cart"} and dotted.columns == base.columns
+    assert LogFormat.from_dict(dotted.to_dict()) == dotted
+    with pytest.raises(ConfigError, match=r"column 'itemid' is already columns.user_id"):
+        LogFormat.from_dict({"columns.user_id": "itemid"}, base)  # checked against the base's entries
+    rows = {key: (default, allowed) for key, default, allowed, _ in LogFormat.describe()}
+    assert rows["columns"] == ("{}", "mapping") and rows["timestamp_unit"] == ("'s'", "s | ms | us | ns")
+
+
 def test_semicolon_delimited_gzip_csv(tmp_path: Path) -> None:
     import gzip
 
