@@ -231,8 +231,9 @@ class Reporter:
             print(f"[{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
-class World:
-    """One (preset, seed) of a compare run: its simulator, its logs and its cells."""
+class WorldRun:
+    """One (preset, seed) of a compare run: its simulator, its logs and its cells (not the
+    simulator's :class:`driftrec.envs.world.World`, the catalog every user of a seed shares)."""
 
     def __init__(self, run: Path, cfg: CompareConfig, preset: str, seed: int, report: Reporter):
         # a preset file runs as its base preset with its keys as overrides (training reads base names);
@@ -526,7 +527,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, profile: str = DEFAULT_P
             except BaseException:  # the first failure ends the run (finished cells stay): start no other world
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
-        worlds = [World(out, cfg, preset, seed, report) for preset, seed in keys]
+        worlds = [WorldRun(out, cfg, preset, seed, report) for preset, seed in keys]
     else:
         worlds = [_run_world(out, cfg, preset, seed, report) for preset, seed in keys]
     result = build_artifacts(out, cfg, worlds, report)
@@ -536,7 +537,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, profile: str = DEFAULT_P
 
 
 def _run_world(out: Path, cfg: CompareConfig, preset: str, seed: int, report: Reporter | bool,
-               start: float | None = None) -> World:
+               start: float | None = None) -> WorldRun:
     """Run the unfinished cells of world (``preset``, ``seed``). In a worker process (``cfg.jobs`` > 1)
     ``report`` is the run's ``quiet`` flag and ``start`` its start time: the worker makes its own
     reporter and sets its torch threads."""
@@ -546,7 +547,7 @@ def _run_world(out: Path, cfg: CompareConfig, preset: str, seed: int, report: Re
             import torch
 
             torch.set_num_threads(cfg.torch_threads)
-    world = World(out, cfg, preset, seed, report)
+    world = WorldRun(out, cfg, preset, seed, report)
     todo = [p for p in cfg.policies if not world.done(p)]
     if len(todo) < len(cfg.policies):
         report(f"{world.name}: {len(cfg.policies) - len(todo)} of {len(cfg.policies)} policies already done")
@@ -555,7 +556,7 @@ def _run_world(out: Path, cfg: CompareConfig, preset: str, seed: int, report: Re
     return world
 
 
-def collect(cfg: CompareConfig, worlds: Sequence[World]) -> tuple[pd.DataFrame, ...]:
+def collect(cfg: CompareConfig, worlds: Sequence[WorldRun]) -> tuple[pd.DataFrame, ...]:
     """(results, users, daily, curves) of the finished cells of ``worlds``, regret filled in."""
     rows, users, daily, curves = [], [], [], []
     for world in worlds:
@@ -589,7 +590,7 @@ def collect(cfg: CompareConfig, worlds: Sequence[World]) -> tuple[pd.DataFrame, 
     return results, users_df, daily_df, curves_df
 
 
-def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[World], report: Reporter) -> CompareResult:
+def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[WorldRun], report: Reporter) -> CompareResult:
     """Tables, summary and figures of the finished cells (rebuilt on every run)."""
     from driftrec.experiments import figures, stats  # matplotlib: not for --show-config
 
@@ -618,7 +619,7 @@ def build_artifacts(out: Path, cfg: CompareConfig, worlds: Sequence[World], repo
     return CompareResult(out, results, users, daily, curves, text, math.nan)
 
 
-def _trace(world: World, cfg: CompareConfig, path: Path) -> None:
+def _trace(world: WorldRun, cfg: CompareConfig, path: Path) -> None:
     """Interest trajectories of a few evaluation users under oracle-greedy (it keeps them longest)."""
     from driftrec.experiments import figures  # matplotlib
 
@@ -627,7 +628,7 @@ def _trace(world: World, cfg: CompareConfig, path: Path) -> None:
     figures.interest_trajectories(traj, path)
 
 
-def _notes(cfg: CompareConfig, worlds: Sequence[World], results: pd.DataFrame) -> list[str]:
+def _notes(cfg: CompareConfig, worlds: Sequence[WorldRun], results: pd.DataFrame) -> list[str]:
     """Budgets and wall time per stage, for summary.md."""
     notes = [f"{len(cfg.presets)} preset(s) x {cfg.seeds} seed(s); {cfg.eval_users:,} evaluation users per world, "
              f"the same for every policy (paired); logs of {cfg.log_users:,} users under the logging policy "

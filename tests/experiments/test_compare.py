@@ -171,14 +171,14 @@ def test_resume_skips_finished_cells_and_recovers_from_an_interruption(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     args = ["--out", str(out), "--set", "policies=random,oracle-greedy,popularity,mlp", *FAST]
-    real_fit = compare.World._fit
+    real_fit = compare.WorldRun._fit
 
-    def crash(self: compare.World, kind: str, folder: Path, finetune: bool) -> dict:
+    def crash(self: compare.WorldRun, kind: str, folder: Path, finetune: bool) -> dict:
         folder.mkdir(parents=True)
         (folder / "half-written").write_text("x")  # training dies mid-way
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(compare.World, "_fit", crash)
+    monkeypatch.setattr(compare.WorldRun, "_fit", crash)
     code, _, err = run(capsys, *args)
     assert code == 130 and "interrupted" in err
     cell = out / "cells/default/seed0"
@@ -187,7 +187,7 @@ def test_resume_skips_finished_cells_and_recovers_from_an_interruption(
     assert not list(out.rglob("*.partial")) and not list(out.rglob("*.tmp"))  # nothing half-written left
     assert not (out / "results.csv").exists()
 
-    monkeypatch.setattr(compare.World, "_fit", real_fit)
+    monkeypatch.setattr(compare.WorldRun, "_fit", real_fit)
     before = (cell / "random/result.json").stat().st_mtime_ns
     code, _, _ = run(capsys, *args)
     assert code == 0 and (cell / "mlp/result.json").is_file()
