@@ -9,7 +9,8 @@ resolved; the implicit import of a module's parent packages is not an edge. Then
 
 - the import graph has no cycle;
 - ``driftrec.envs`` imports nothing above it, ``driftrec.ingest`` only ``envs`` (and itself),
-  ``driftrec.agents`` neither ``experiments`` nor ``ingest``.
+  ``driftrec.agents`` neither ``experiments`` nor ``ingest``;
+- no code module is longer than :data:`MAX_LINES` lines.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 800  # a module longer than this holds more than one concern: split it by concern
 
 ALLOWED: dict[str, set[str]] = {
     # layer -> the layers its modules may import (experiments, the top, may import every layer)
@@ -148,6 +150,13 @@ def test_no_import_cycle(graph: dict[str, set[str]]) -> None:
 def test_layers_point_one_way(graph: dict[str, set[str]], low: str) -> None:
     wrong = layering_violations(graph, low)
     assert not wrong, f"driftrec.{low} may import only {sorted(ALLOWED[low])}:\n" + "\n".join(wrong)
+
+
+def test_no_module_is_too_long(modules: dict[str, Path]) -> None:
+    lengths = {name: len(path.read_text().splitlines()) for name, path in modules.items()}
+    long = {name: n for name, n in lengths.items() if n > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+    assert max(lengths.values()) > MAX_LINES // 2  # the lengths are real (not empty reads)
 
 
 # ------------------------------------------------------------------------------------- the tools
