@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from driftrec.envs.config import SimConfig
 from driftrec.envs.model import build_model
@@ -136,6 +135,8 @@ def bootstrap_ci(values: np.ndarray, ci_seed: int = 0, confidence: float = CONFI
         return float("nan"), float("nan")
     if np.ptp(x) == 0:  # the bootstrap distribution is a point; scipy would warn and return NaN
         return float(x[0]), float(x[0])
+    from scipy import stats  # scipy.stats takes most of a second to import: only when a CI is computed
+
     res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                           method="BCa" if x.size <= BCA_MAX_USERS else "percentile",
                           random_state=np.random.default_rng(ci_seed), batch=max(1, 2**24 // x.size))

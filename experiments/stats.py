@@ -25,11 +25,11 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from driftrec.agents.evaluate import BCA_MAX_USERS, CONFIDENCE, N_RESAMPLES
 
@@ -51,6 +51,14 @@ SKIPPED = ("family", "reward", "reward_ci_low", "reward_ci_high")
 are superseded by the stratified one)."""
 
 
+def _scipy_stats() -> Any:
+    """``scipy.stats``, imported on first use: it takes most of a second, which ``driftrec compare
+    --help`` and ``--show-config`` should not wait for."""
+    from scipy import stats
+
+    return stats
+
+
 def iqm(values: ArrayLike) -> float:
     """Interquartile mean: the mean of the middle 50% of ``values``, NaNs ignored.
 
@@ -59,7 +67,7 @@ def iqm(values: ArrayLike) -> float:
     finite value is left.
     """
     x = _finite(values)
-    return float(stats.trim_mean(x, 0.25)) if x.size else math.nan
+    return float(_scipy_stats().trim_mean(x, 0.25)) if x.size else math.nan
 
 
 def significant(low: float, high: float) -> bool:
@@ -97,6 +105,7 @@ def stratified_ci(strata: Sequence[ArrayLike], *, ci_seed: int = 0, confidence: 
     if method is None:
         method = "BCa" if total <= BCA_MAX_USERS else "percentile"
     with warnings.catch_warnings():  # a degenerate BCa gives NaN, which we return as it is
+        stats = _scipy_stats()
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap(varying, mean_of_means, n_resamples=n_resamples, confidence_level=confidence,
                               method=method, vectorized=True, rng=np.random.default_rng(ci_seed),
@@ -120,6 +129,7 @@ def iqm_ci(values: ArrayLike, *, ci_seed: int = 0, confidence: float = CONFIDENC
         return centre, math.nan, math.nan
     if np.ptp(x) == 0:
         return centre, centre, centre
+    stats = _scipy_stats()
     res = stats.bootstrap((x,), lambda s, axis=-1: stats.trim_mean(s, 0.25, axis=axis), n_resamples=n_resamples,
                           confidence_level=confidence, method="percentile", vectorized=True,
                           rng=np.random.default_rng(ci_seed))
