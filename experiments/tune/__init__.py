@@ -6,13 +6,13 @@ run by one worker is reproducible) proposes hyperparameters from a YAML search s
 (``experiments/search_spaces/<algo>.yml``, or ``--space FILE``), every trial trains once, and
 the median pruner stops RL trials whose validations trail the other trials' at the same point.
 
-- RL (ppo, dqn): a trial is a ``driftrec train`` run (:func:`driftrec.experiments.train.run_train`)
+- RL (ppo, dqn): a trial is a ``driftrec train`` run (:func:`driftrec.experiments.train.train_policy`)
   of ``--timesteps`` user-steps; its objective is the reward per user of the validation users
   after the whole budget, and the validations along the way are the pruner's intermediate values.
   Every trial meets the same training and validation users (``--seed``), so trials differ only in
   their hyperparameters.
 - Supervised (mlp, gru, transformer): the logging policy's event log of ``--users`` users is
-  simulated once into the study folder; a trial is a :func:`driftrec.agents.supervised.train_supervised`
+  simulated once into the study folder; a trial is a :func:`driftrec.experiments.train.train_policy`
   run on it, judged on its validation examples, the latest of the training data (the space's
   ``objective``, by default the click log-loss); the held-out test examples, later still, are never
   selected on: ``best.yml`` and the summary report the chosen trial's test value only. Not pruned:

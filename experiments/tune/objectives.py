@@ -1,17 +1,8 @@
-"""The objectives of ``driftrec tune`` trials: train once with the trial's hyperparameters and
-return a validation value; never a test one.
-
-- RL (ppo, dqn): a trial is a ``driftrec train`` run (:func:`driftrec.experiments.train.train_policy`)
-  of ``--timesteps`` user-steps; its objective is the reward per user of the validation users
-  after the whole budget, and the validations along the way are the pruner's intermediate values.
-  Every trial meets the same training and validation users (``--seed``), so trials differ only in
-  their hyperparameters.
-- Supervised (mlp, gru, transformer): the logging policy's event log of ``--users`` users is
-  simulated once into the study folder (:func:`simulate_log`); a trial is a
-  :func:`driftrec.experiments.train.train_policy` run on it, judged on its validation
-  examples (the latest of the training data; the space's ``objective``, by default the click
-  log-loss). The held-out test metrics are recorded (``test_metrics``) for the chosen trial's
-  report only. Not pruned: ``train_supervised`` reports its metrics once, at the end.
+"""The objectives of ``driftrec tune`` trials (what each kind of trial trains and judges: the
+package doc, :mod:`driftrec.experiments.tune`): train once through
+:func:`driftrec.experiments.train.train_policy` with the trial's hyperparameters and return a
+validation value, never a test one; the held-out test metrics of a supervised trial are kept as
+its ``test_metrics`` for the chosen trial's report only.
 """
 
 from __future__ import annotations
