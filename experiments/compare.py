@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from driftrec.agents import plugins
 from driftrec.agents.evaluate import evaluate_policy
 from driftrec.agents.registry import make_policy
 from driftrec.envs.config import Config, ConfigError, knob, parse_sets, read_yaml_mapping
@@ -67,7 +68,7 @@ from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, is_preset_path, preset_config, resolve_preset
 from driftrec.envs.rollout import eval_seeds, simulate_log, train_seeds
 from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
-from driftrec.experiments.cliutil import positive_int
+from driftrec.experiments.cliutil import import_from_cwd, positive_int
 from driftrec.experiments.report import write_summary
 from driftrec.experiments.stats import HIDDEN_STATE
 from driftrec.experiments.train import train_policy
@@ -87,21 +88,29 @@ RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users", "jobs"
 
 
 def family(policy: str) -> str:
-    """'reference', 'supervised' or 'rl'."""
+    """'reference', 'supervised' or 'rl' of a built-in policy; 'custom' for a ``module.path:factory``
+    entry, whose policy may declare another family once built (:func:`driftrec.agents.plugins.plugin_family`:
+    what results.csv records)."""
+    if plugins.is_plugin(policy):
+        return plugins.DEFAULT_FAMILY
     if policy in REFERENCE:
         return "reference"
     return "rl" if policy.removesuffix(f"-{WARM}") in RL_ALGOS else "supervised"
 
 
 def check_policy(name: str) -> None:
-    """Raise ConfigError unless ``name`` is a policy compare knows."""
+    """Raise ConfigError unless ``name`` is a policy compare knows or a ``module.path:factory`` it can import."""
+    if plugins.is_plugin(name):
+        plugins.load_factory(name)
+        return
     kind, _, variant = name.partition("-")
     if name in REFERENCE or name.removesuffix(f"-{WARM}") in RL_ALGOS \
             or (kind in SUPERVISED and (not variant or variant in VARIANTS)):
         return
     known = [*REFERENCE, *SUPERVISED, *(f"{k}-{v}" for k in SUPERVISED for v in VARIANTS), *RL_ALGOS,
              *(f"{a}-{WARM}" for a in RL_ALGOS)]
-    raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}")
+    raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}, or your own as "
+                      "module.path:factory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +264,8 @@ class WorldRun:
         return f"{self.preset} seed {self.seed}"
 
     def cell(self, policy: str) -> Path:
-        return self.folder / policy
+        """The folder of ``policy``'s cell (a plugin's ``module:factory`` as ``module.factory``: no colon in paths)."""
+        return self.folder / policy.replace(":", ".")
 
     def done(self, policy: str) -> bool:
         return (self.cell(policy) / "result.json").is_file()
@@ -299,8 +309,8 @@ class WorldRun:
     # --- stage 2 and 3: a policy, trained if it needs to be, then evaluated --------------------
     def run(self, policy: str) -> dict[str, Any]:
         """Train (if needed) and evaluate ``policy``; write its cell; return its result row."""
-        fam = family(policy)
         trained, train, sim = self._policy(policy)
+        fam = plugins.plugin_family(policy, trained) if plugins.is_plugin(policy) else family(policy)
         self.report(f"{self.name}: evaluating {policy} on {self.cfg.eval_users:,} users")
         result = evaluate_policy(trained, sim.cfg, self.cfg.eval_users, self.seed, model=sim)
         cell = self.cell(policy)
@@ -333,9 +343,25 @@ class WorldRun:
             start = time.perf_counter()
             made = make_policy("popularity", self.model, n, self.seed, events=self.logs())
             return made, {"wall_s": time.perf_counter() - start, "env_steps": self.logged_requests()}, self.model
+        if plugins.is_plugin(policy):
+            return self._plugin(policy)
         if family(policy) == "rl":
             return self._rl(policy)
         return self._supervised(policy)
+
+    def _plugin(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
+        """A user's ``module:factory``, given the world's user model, the evaluation batch size, the
+        world's seed and the logs if it asks for them; a log-fed policy's env steps count the logs'."""
+        wants = plugins.factory_inputs(plugins.load_factory(policy))
+        given = {"logs": self.logs(), "logs_path": self.logs_path} if wants else {}  # simulated here if needed
+        self.report(f"{self.name}: building {policy}" + (" from the logs" if wants else ""))
+        start = time.perf_counter()
+        made = plugins.make_plugin_policy(policy, self.model, self.cfg.eval_users, self.seed,
+                                          **{k: given[k] for k in wants})
+        info = plugins.plugin_train_cost(made, time.perf_counter() - start)
+        if wants:
+            info["env_steps"] += self.logged_requests()
+        return made, info, self.model
 
     def _train_into(self, folder: Path, train: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """Run ``train(partial_folder)`` unless ``folder/done.json`` exists; rename when it ends."""
@@ -567,7 +593,7 @@ def collect(cfg: CompareConfig, worlds: Sequence[WorldRun]) -> tuple[pd.DataFram
             rows.append(result)
             key = {"preset": world.preset, "seed": world.seed, "policy": policy}
             users.append(pd.read_parquet(cell / "users.parquet").assign(**key))
-            daily.append(pd.read_parquet(cell / "daily.parquet").assign(**key, family=family(policy)))
+            daily.append(pd.read_parquet(cell / "daily.parquet").assign(**key, family=result["family"]))
             curve = world.curves(policy)
             if len(curve):
                 curves.append(curve.assign(**key))
@@ -641,6 +667,12 @@ def _notes(cfg: CompareConfig, worlds: Sequence[WorldRun], results: pd.DataFrame
     notes.append("Wall time, training + evaluation, summed over worlds: " + "; ".join(parts) + ".")
     notes.append("oracle-planner and oracle-greedy read the hidden user state: they are references, not deployable "
                  "policies; regret and share are against the better of the two in each world.")
+    own = {p: f for p, f in results.drop_duplicates("policy")[["policy", "family"]].itertuples(index=False)
+           if plugins.is_plugin(p)}
+    if own:
+        notes.append("From user modules: " + ", ".join(f"{p} (family {f})" for p, f in own.items()) + ". Each "
+                     "factory got the world's user model and seed (and the logs when it asked: their requests count "
+                     "in its env steps); its training cost is its train_info, else the factory's wall time.")
     rl = [p for p in cfg.policies if family(p) == "rl"]
     if rl:
         cold = [p for p in rl if not p.endswith(f"-{WARM}")]
@@ -694,6 +726,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run_compare_cli(args: Any) -> int:
     """``driftrec compare``: resolve the config, run or resume, print the summary's path and verdicts."""
+    import_from_cwd()  # `policies` may name module:factory in the current folder
     overrides = parse_sets(args.overrides)
     if args.presets is not None:
         overrides["presets"] = args.presets
