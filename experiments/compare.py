@@ -125,7 +125,8 @@ class CompareConfig(Config):
     policies: tuple[str, ...] = knob((*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn", "ppo-warm",
                                       "dqn-warm"), "policies compared: references (oracle-planner, the upper one, "
                                                    "tuned on the world's validation users), supervised models "
-                                                   "(-finetune, -retrain), RL agents (-warm)", distinct=True)
+                                                   "(-finetune, -retrain), RL agents (-warm), your own "
+                                                   "(module.path:factory)", distinct=True)
     seeds: int = knob(1, "seeds (worlds: catalog and users) first_seed, first_seed + 1, ...", 1, 1000)
     first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
     log_users: int = knob(1000, "users of the logging policy whose events train popularity and the supervised models",
