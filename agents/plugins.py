@@ -54,8 +54,7 @@ def load_factory(entry: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        if err.name is not None and module_name.startswith(err.name) \
-                and module_name[len(err.name):len(err.name) + 1] in ("", "."):
+        if err.name is not None and f"{module_name}.".startswith(f"{err.name}."):  # the module or a parent of it
             raise ConfigError(f"policy '{entry}': No module named '{err.name}' (run from the folder that holds it, "
                               "or put its folder on PYTHONPATH)") from None
         raise ConfigError(f"policy '{entry}': importing module '{module_name}' failed: {err}") from err
