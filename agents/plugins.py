@@ -18,6 +18,7 @@ import importlib
 import inspect
 import numbers
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -95,13 +96,13 @@ def factory_inputs(factory: Callable[..., Any]) -> tuple[str, ...]:
 
 
 def make_plugin_policy(entry: str, user_model: Any, n_users: int, seed: int, **inputs: Any) -> Policy:
-    """``factory(user_model, n_users, seed, **inputs)`` of ``entry`` (``inputs``: those of
-    :func:`factory_inputs` the caller supplies), checked to be a Policy with a valid family and
-    ``train_info``. An exception of the factory, or anything else it returns, is one ConfigError
-    line naming the entry (the original exception is its ``__cause__``)."""
+    """``factory(user_model, n_users, seed, ...)`` of ``entry``, given those of ``inputs`` (of
+    :data:`PLUGIN_INPUTS`) that it names (:func:`factory_inputs`), checked to be a Policy with a valid
+    family and ``train_info``. An exception of the factory, or anything else it returns, is one
+    ConfigError line naming the entry (the original exception is its ``__cause__``)."""
     factory = load_factory(entry)
     try:
-        policy = factory(user_model, n_users, seed, **inputs)
+        policy = factory(user_model, n_users, seed, **{k: inputs[k] for k in factory_inputs(factory) if k in inputs})
     except Exception as err:  # the user's code: one line; `driftrec --traceback` shows where it came from
         raise ConfigError(f"policy '{entry}': the factory raised {type(err).__name__}: {err}") from err
     if not isinstance(policy, Policy):
@@ -117,6 +118,14 @@ def make_plugin_policy(entry: str, user_model: Any, n_users: int, seed: int, **i
         if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0):
             raise ConfigError(f"policy '{entry}': train_info['{key}'] must be a number >= 0, got {value!r}")
     return policy
+
+
+def build_plugin(entry: str, user_model: Any, n_users: int, seed: int,
+                 **inputs: Any) -> tuple[Policy, dict[str, Any]]:
+    """:func:`make_plugin_policy` and what it cost (:func:`plugin_train_cost`, timing the factory)."""
+    start = time.perf_counter()
+    policy = make_plugin_policy(entry, user_model, n_users, seed, **inputs)
+    return policy, plugin_train_cost(policy, time.perf_counter() - start)
 
 
 def plugin_family(entry: str, policy: Policy) -> str:

@@ -88,9 +88,7 @@ RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users", "jobs"
 
 
 def family(policy: str) -> str:
-    """'reference', 'supervised' or 'rl' of a built-in policy; 'custom' for a ``module.path:factory``
-    entry, whose policy may declare another family once built (:func:`driftrec.agents.plugins.plugin_family`:
-    what results.csv records)."""
+    """'reference', 'supervised' or 'rl'; 'custom' for a ``module:factory`` (its policy may declare another)."""
     if plugins.is_plugin(policy):
         return plugins.DEFAULT_FAMILY
     if policy in REFERENCE:
@@ -100,17 +98,14 @@ def family(policy: str) -> str:
 
 def check_policy(name: str) -> None:
     """Raise ConfigError unless ``name`` is a policy compare knows or a ``module.path:factory`` it can import."""
-    if plugins.is_plugin(name):
-        plugins.load_factory(name)
-        return
     kind, _, variant = name.partition("-")
     if name in REFERENCE or name.removesuffix(f"-{WARM}") in RL_ALGOS \
-            or (kind in SUPERVISED and (not variant or variant in VARIANTS)):
+            or (kind in SUPERVISED and (not variant or variant in VARIANTS)) \
+            or (plugins.is_plugin(name) and plugins.load_factory(name)):  # a bad one raises, naming itself
         return
     known = [*REFERENCE, *SUPERVISED, *(f"{k}-{v}" for k in SUPERVISED for v in VARIANTS), *RL_ALGOS,
              *(f"{a}-{WARM}" for a in RL_ALGOS)]
-    raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}, or your own as "
-                      "module.path:factory")
+    raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}, or module:factory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +119,8 @@ class CompareConfig(Config):
                                                   "preset and seed", distinct=True)
     policies: tuple[str, ...] = knob((*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn", "ppo-warm",
                                       "dqn-warm"), "policies compared: references (oracle-planner, the upper one, "
-                                                   "tuned on the world's validation users), supervised models "
-                                                   "(-finetune, -retrain), RL agents (-warm), your own "
-                                                   "(module.path:factory)", distinct=True)
+                                                   "tuned on validation users), supervised models (-finetune, "
+                                                   "-retrain), RL agents (-warm), yours: module:factory", distinct=True)
     seeds: int = knob(1, "seeds (worlds: catalog and users) first_seed, first_seed + 1, ...", 1, 1000)
     first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
     log_users: int = knob(1000, "users of the logging policy whose events train popularity and the supervised models",
@@ -265,8 +259,7 @@ class WorldRun:
         return f"{self.preset} seed {self.seed}"
 
     def cell(self, policy: str) -> Path:
-        """The folder of ``policy``'s cell (a plugin's ``module:factory`` as ``module.factory``: no colon in paths)."""
-        return self.folder / policy.replace(":", ".")
+        return self.folder / policy.replace(":", ".")  # a plugin's module:factory: no colon in paths
 
     def done(self, policy: str) -> bool:
         return (self.cell(policy) / "result.json").is_file()
@@ -351,18 +344,11 @@ class WorldRun:
         return self._supervised(policy)
 
     def _plugin(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
-        """A user's ``module:factory``, given the world's user model, the evaluation batch size, the
-        world's seed and the logs if it asks for them; a log-fed policy's env steps count the logs'."""
+        """A user's ``module:factory`` (:mod:`driftrec.agents.plugins`); taking the logs, it pays their requests."""
         wants = plugins.factory_inputs(plugins.load_factory(policy))
         given = {"logs": self.logs(), "logs_path": self.logs_path} if wants else {}  # simulated here if needed
-        self.report(f"{self.name}: building {policy}" + (" from the logs" if wants else ""))
-        start = time.perf_counter()
-        made = plugins.make_plugin_policy(policy, self.model, self.cfg.eval_users, self.seed,
-                                          **{k: given[k] for k in wants})
-        info = plugins.plugin_train_cost(made, time.perf_counter() - start)
-        if wants:
-            info["env_steps"] += self.logged_requests()
-        return made, info, self.model
+        made, info = plugins.build_plugin(policy, self.model, self.cfg.eval_users, self.seed, **given)
+        return made, {**info, "env_steps": info["env_steps"] + (self.logged_requests() if wants else 0)}, self.model
 
     def _train_into(self, folder: Path, train: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """Run ``train(partial_folder)`` unless ``folder/done.json`` exists; rename when it ends."""
@@ -668,12 +654,6 @@ def _notes(cfg: CompareConfig, worlds: Sequence[WorldRun], results: pd.DataFrame
     notes.append("Wall time, training + evaluation, summed over worlds: " + "; ".join(parts) + ".")
     notes.append("oracle-planner and oracle-greedy read the hidden user state: they are references, not deployable "
                  "policies; regret and share are against the better of the two in each world.")
-    own = {p: f for p, f in results.drop_duplicates("policy")[["policy", "family"]].itertuples(index=False)
-           if plugins.is_plugin(p)}
-    if own:
-        notes.append("From user modules: " + ", ".join(f"{p} (family {f})" for p, f in own.items()) + ". Each "
-                     "factory got the world's user model and seed (and the logs when it asked: their requests count "
-                     "in its env steps); its training cost is its train_info, else the factory's wall time.")
     rl = [p for p in cfg.policies if family(p) == "rl"]
     if rl:
         cold = [p for p in rl if not p.endswith(f"-{WARM}")]

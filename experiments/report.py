@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from driftrec.agents.plugins import DEFAULT_FAMILY, ORACLE_FAMILY
+from driftrec.agents.plugins import DEFAULT_FAMILY, ORACLE_FAMILY, is_plugin
 from driftrec.experiments.artifacts import write_text
 from driftrec.experiments.stats import HIDDEN_STATE, KIND_BEST, KIND_RL, hidden_state
 
@@ -273,16 +273,20 @@ def _rl_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
 
 # ------------------------------------------------------------------------------ helpers
 def _plugin_sentence(agg: pd.DataFrame) -> str:
-    """What the families of policies from user modules mean, when any ran ('' otherwise)."""
-    families = set(agg["family"])
-    parts = []
-    if DEFAULT_FAMILY in families:
-        parts.append("Family custom: a policy from a user module (module:factory) in no built-in family; it competes "
-                     "as a deployable policy, on neither side of the RL-versus-supervised verdict.")
-    if ORACLE_FAMILY in families:
-        parts.append("Family oracle: a policy from a user module that reads the hidden user state; a reference, "
-                     "not deployable.")
-    return "".join(" " + part for part in parts)
+    """Which policies came from user modules and what their families mean ('' when none ran)."""
+    own = agg.drop_duplicates("policy")
+    own = own[[is_plugin(p) for p in own["policy"]]]
+    if own.empty:
+        return ""
+    text = (" From user modules (module:factory): " + ", ".join(f"{p} ({f})" for p, f in zip(
+        own["policy"], own["family"], strict=True)) + "; their training cost is what they report, else the factory's "
+            "wall time.")
+    if DEFAULT_FAMILY in set(own["family"]):
+        text += (" Family custom: in no built-in family; it competes as a deployable policy, on neither side of the "
+                 "RL-versus-supervised verdict.")
+    if ORACLE_FAMILY in set(own["family"]):
+        text += " Family oracle: it reads the hidden user state; a reference, not deployable."
+    return text
 
 
 def _ci_text(low: Any, high: Any) -> str:

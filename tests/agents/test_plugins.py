@@ -98,6 +98,7 @@ def test_a_factory_asks_for_the_logs_by_naming_them(plug: str, tmp_path: Path) -
     model = model_for("default", {"n_items": 30, "n_categories": 3})
     assert plugins.factory_inputs(plugins.load_factory(f"{plug}:with_logs")) == ("logs", "logs_path")
     assert plugins.factory_inputs(plugins.load_factory(f"{plug}:kwargs_only")) == ()  # **options asks for nothing
+    plugins.make_plugin_policy(f"{plug}:kwargs_only", model, 5, 0, logs=None)  # given only what it names
     logs = pd.DataFrame({"item_id": [1, 2], "behaviour": ["click", "click"]})
     policy = plugins.make_plugin_policy(f"{plug}:with_logs", model, 5, 0, logs=logs, logs_path=tmp_path / "l.parquet")
     cost = plugins.plugin_train_cost(policy, 2.0)

@@ -134,8 +134,9 @@ def test_plugins_appear_like_built_in_policies(plug: str, tmp_path: Path,
     summary = (out / "summary.md").read_text()
     assert summary in stdout
     assert f"| {plug}:same_as_random | custom |" in summary and f"| {plug}:Oracle | oracle |" in summary
-    assert "Family custom: a policy from a user module" in summary and "Family oracle:" in summary
-    assert f"From user modules: {plug}:same_as_random (family custom)" in summary
+    assert f"From user modules (module:factory): {plug}:same_as_random (custom), {plug}:from_logs (reference), " \
+           f"{plug}:Oracle (oracle);" in summary
+    assert "Family custom: in no built-in family" in summary and "Family oracle: it reads the hidden" in summary
     rows = summary.splitlines()
     table = rows.index("| policy | family | default |")
     assert rows[table + 2].startswith("| oracle-greedy |") and rows[table + 3].startswith(f"| {plug}:Oracle |")

@@ -148,8 +148,9 @@ def test_policies_from_user_modules_are_placed_and_named_by_family() -> None:
     best, _ = verdicts(agg, make_comparisons(), "win")
     assert best.startswith("ppo is the best of 7 deployable policies")
     text = render_summary(agg, make_comparisons(), title="t")
-    assert "Family custom: a policy from a user module" in text and "Family oracle: a policy from a user module" in text
-    assert "Family custom" not in render_summary(make_agg(), make_comparisons(), title="t")
+    assert "From user modules (module:factory): mine:peek (oracle), mine:own (custom);" in text
+    assert "Family custom: in no built-in family" in text and "Family oracle: it reads the hidden user state" in text
+    assert "From user modules" not in render_summary(make_agg(), make_comparisons(), title="t")
 
 
 def test_metrics_tables_show_the_input_numbers(text: str) -> None:
