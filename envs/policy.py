@@ -1,7 +1,9 @@
 """The contract between a policy and the rollout: what :func:`driftrec.envs.rollout.rollout` calls.
 
 The simulator knows policies only through this interface; the policies themselves (reference,
-SB3, supervised) live in :mod:`driftrec.agents`, which builds on it.
+SB3, supervised) live in :mod:`driftrec.agents`, which builds on it. A researcher's own policy
+subclasses :class:`Policy` too, and ``driftrec compare`` runs it from a ``module.path:factory``
+entry (README, "Your own policy in compare": the factory, the seeds it may use, its family).
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ class Policy:
     policy), or None when it cannot say (a learned policy). ``update(events)`` lets a policy
     learn online from new event-log rows.
 
-    Two class attributes tell the rollout what to pass:
+    What a policy may read: the observations (and the mask, the events it served), as a shop's
+    recommender would. Class attributes tell the rollout what else to pass:
 
     - ``reads_hidden_state``: only then is the simulator's batch state (e.g.
       :class:`~driftrec.envs.shop.ShopState`) passed as ``state=``; every other policy acts on
-      observations alone (as it would in a real shop).
+      observations alone (as it would in a real shop). A policy that reads it is a reference
+      (an oracle), not a deployable one, whatever it scores; the one exception is built in: in
+      candidates mode popularity and logging read ``state.cand`` alone, the ids of the items
+      retrieved for the request, which a shop's ranker knows.
     - ``uses_mask``: only then is ``model.action_masks(state)`` passed as ``mask``.
     - ``learns_online``: only then does the rollout record the events of the users it serves
       and hand them to ``update`` as it goes (every few batch steps), as a deployed recommender

@@ -6,8 +6,9 @@ module is imported (each registers its full parser with ``add_parser(subparsers)
 stub parser with its name and help, so ``driftrec --help`` lists them all without importing the
 simulator, SB3, torch or Optuna. The helpers the commands share live in
 :mod:`driftrec.experiments.cliutil`. User mistakes (a bad config key, preset, policy or output
-path) print one line, ``driftrec: error: ...``, on stderr and exit with status 2; nothing is
-left half-written.
+path, an exception in a user's policy factory) print one line, ``driftrec: error: ...``, on stderr
+and exit with status 2; nothing is left half-written. ``driftrec --traceback COMMAND ...`` raises
+them instead, with the traceback (of the user's code too: it is the error's cause).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     one command: ``train`` and ``evaluate``), a stub (name and help) for every other command."""
     parser = argparse.ArgumentParser(
         prog="driftrec", description="driftrec: recommendation under drifting user interests.")
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an error, print the full traceback instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = COMMANDS[command][0] if command in COMMANDS else None
     for name, (module, help_line) in COMMANDS.items():
@@ -68,11 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (ConfigError, CLIError) as err:
+    except (ConfigError, CLIError, OSError) as err:
+        if args.traceback:
+            raise
+        if isinstance(err, OSError):  # e.g. the disk filled or the folder vanished while writing
+            where = f"'{err.filename}': " if err.filename else ""
+            return _fail(f"{where}{err.strerror or err}")
         return _fail(str(err))
-    except OSError as err:  # e.g. the disk filled or the folder vanished while writing
-        where = f"'{err.filename}': " if err.filename else ""
-        return _fail(f"{where}{err.strerror or err}")
     except KeyboardInterrupt:
         print("driftrec: interrupted", file=sys.stderr)
         return 130

@@ -1,5 +1,5 @@
 """Helpers shared by the ``driftrec`` commands: the one-line user error, argument types, ``--set``
-parsing, the output check and the users progress bar.
+parsing, the output check, the users progress bar and the current folder on the import path.
 
 A leaf of :mod:`driftrec.experiments`: every command module imports it, and it imports none of
 them (nor :mod:`driftrec.experiments.cli`, which only dispatches).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,3 +60,11 @@ def int_arg(lo: int, hi: int | None = None, what: str = "an integer") -> Callabl
 
 positive_int = int_arg(1, what="a positive integer")
 non_negative_int = int_arg(0, what="an integer")
+
+
+def import_from_cwd() -> None:
+    """Let a command import the user's modules from the current folder (compare's ``module:factory``
+    policies), as ``python -m`` would: a console script's ``sys.path`` starts with its own folder
+    instead. Appended, so an installed module of the same name wins."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())

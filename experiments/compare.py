@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from driftrec.agents import plugins
 from driftrec.agents.evaluate import evaluate_policy
 from driftrec.agents.registry import make_policy
 from driftrec.envs.config import Config, ConfigError, knob, parse_sets, read_yaml_mapping
@@ -67,7 +68,7 @@ from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, is_preset_path, preset_config, resolve_preset
 from driftrec.envs.rollout import eval_seeds, simulate_log, train_seeds
 from driftrec.experiments.artifacts import atomic_path, plain, write_parquet, write_text
-from driftrec.experiments.cliutil import positive_int
+from driftrec.experiments.cliutil import import_from_cwd, positive_int
 from driftrec.experiments.report import write_summary
 from driftrec.experiments.stats import HIDDEN_STATE
 from driftrec.experiments.train import train_policy
@@ -87,21 +88,24 @@ RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users", "jobs"
 
 
 def family(policy: str) -> str:
-    """'reference', 'supervised' or 'rl'."""
+    """'reference', 'supervised' or 'rl'; 'custom' for a ``module:factory`` (its policy may declare another)."""
+    if plugins.is_plugin(policy):
+        return plugins.DEFAULT_FAMILY
     if policy in REFERENCE:
         return "reference"
     return "rl" if policy.removesuffix(f"-{WARM}") in RL_ALGOS else "supervised"
 
 
 def check_policy(name: str) -> None:
-    """Raise ConfigError unless ``name`` is a policy compare knows."""
+    """Raise ConfigError unless ``name`` is a policy compare knows or a ``module.path:factory`` it can import."""
     kind, _, variant = name.partition("-")
     if name in REFERENCE or name.removesuffix(f"-{WARM}") in RL_ALGOS \
-            or (kind in SUPERVISED and (not variant or variant in VARIANTS)):
+            or (kind in SUPERVISED and (not variant or variant in VARIANTS)) \
+            or (plugins.is_plugin(name) and plugins.load_factory(name)):  # a bad one raises, naming itself
         return
     known = [*REFERENCE, *SUPERVISED, *(f"{k}-{v}" for k in SUPERVISED for v in VARIANTS), *RL_ALGOS,
              *(f"{a}-{WARM}" for a in RL_ALGOS)]
-    raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}")
+    raise ConfigError(f"unknown policy '{name}' in policies; choose from: {', '.join(known)}, or module:factory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +119,8 @@ class CompareConfig(Config):
                                                   "preset and seed", distinct=True)
     policies: tuple[str, ...] = knob((*REFERENCE, *SUPERVISED, "gru-finetune", "mlp-retrain", "ppo", "dqn", "ppo-warm",
                                       "dqn-warm"), "policies compared: references (oracle-planner, the upper one, "
-                                                   "tuned on the world's validation users), supervised models "
-                                                   "(-finetune, -retrain), RL agents (-warm)", distinct=True)
+                                                   "tuned on validation users), supervised models (-finetune, "
+                                                   "-retrain), RL agents (-warm), yours: module:factory", distinct=True)
     seeds: int = knob(1, "seeds (worlds: catalog and users) first_seed, first_seed + 1, ...", 1, 1000)
     first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
     log_users: int = knob(1000, "users of the logging policy whose events train popularity and the supervised models",
@@ -255,7 +259,7 @@ class WorldRun:
         return f"{self.preset} seed {self.seed}"
 
     def cell(self, policy: str) -> Path:
-        return self.folder / policy
+        return self.folder / policy.replace(":", ".")  # a plugin's module:factory: no colon in paths
 
     def done(self, policy: str) -> bool:
         return (self.cell(policy) / "result.json").is_file()
@@ -299,8 +303,8 @@ class WorldRun:
     # --- stage 2 and 3: a policy, trained if it needs to be, then evaluated --------------------
     def run(self, policy: str) -> dict[str, Any]:
         """Train (if needed) and evaluate ``policy``; write its cell; return its result row."""
-        fam = family(policy)
         trained, train, sim = self._policy(policy)
+        fam = plugins.plugin_family(policy, trained) if plugins.is_plugin(policy) else family(policy)
         self.report(f"{self.name}: evaluating {policy} on {self.cfg.eval_users:,} users")
         result = evaluate_policy(trained, sim.cfg, self.cfg.eval_users, self.seed, model=sim)
         cell = self.cell(policy)
@@ -333,9 +337,18 @@ class WorldRun:
             start = time.perf_counter()
             made = make_policy("popularity", self.model, n, self.seed, events=self.logs())
             return made, {"wall_s": time.perf_counter() - start, "env_steps": self.logged_requests()}, self.model
+        if plugins.is_plugin(policy):
+            return self._plugin(policy)
         if family(policy) == "rl":
             return self._rl(policy)
         return self._supervised(policy)
+
+    def _plugin(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
+        """A user's ``module:factory`` (:mod:`driftrec.agents.plugins`); taking the logs, it pays their requests."""
+        wants = plugins.factory_inputs(plugins.load_factory(policy))
+        given = {"logs": self.logs(), "logs_path": self.logs_path} if wants else {}  # simulated here if needed
+        made, info = plugins.build_plugin(policy, self.model, self.cfg.eval_users, self.seed, **given)
+        return made, {**info, "env_steps": info["env_steps"] + (self.logged_requests() if wants else 0)}, self.model
 
     def _train_into(self, folder: Path, train: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """Run ``train(partial_folder)`` unless ``folder/done.json`` exists; rename when it ends."""
@@ -567,7 +580,7 @@ def collect(cfg: CompareConfig, worlds: Sequence[WorldRun]) -> tuple[pd.DataFram
             rows.append(result)
             key = {"preset": world.preset, "seed": world.seed, "policy": policy}
             users.append(pd.read_parquet(cell / "users.parquet").assign(**key))
-            daily.append(pd.read_parquet(cell / "daily.parquet").assign(**key, family=family(policy)))
+            daily.append(pd.read_parquet(cell / "daily.parquet").assign(**key, family=result["family"]))
             curve = world.curves(policy)
             if len(curve):
                 curves.append(curve.assign(**key))
@@ -694,6 +707,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run_compare_cli(args: Any) -> int:
     """``driftrec compare``: resolve the config, run or resume, print the summary's path and verdicts."""
+    import_from_cwd()  # `policies` may name module:factory in the current folder
     overrides = parse_sets(args.overrides)
     if args.presets is not None:
         overrides["presets"] = args.presets

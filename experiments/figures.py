@@ -18,9 +18,10 @@ display, no global figure registry, nothing to close, whatever backend another i
 
 Styling is the same in every figure: one colour per policy (:func:`policy_colors`, fixed for the
 policies ``driftrec compare`` knows), and per family a line style (:data:`FAMILY_STYLE`):
-reference dashed, supervised solid, rl thick; oracle-greedy, the upper reference, is a dashed
-black line. In the bar chart the families are told apart by the bar's edge: reference bars are
-hatched, rl bars have a thick black edge.
+reference dashed, supervised solid, rl thick, and for policies from user modules custom dash-dot,
+oracle dashed; oracle-greedy, the upper reference, is a dashed black line. In the bar chart the
+families are told apart by the bar's edge: reference and oracle bars are hatched, rl bars have a
+thick black edge.
 """
 
 from __future__ import annotations
@@ -50,12 +51,16 @@ from driftrec.experiments.artifacts import atomic_path
 
 DPI = 120
 ORACLE = "oracle-greedy"
-FAMILIES = ("reference", "supervised", "rl")
+FAMILIES = ("reference", "supervised", "rl", "custom", "oracle")  # the last two: policies from user modules
+HATCHED = ("reference", "oracle")
+"""Families whose bars are hatched: the references."""
 
 FAMILY_STYLE: dict[str, dict[str, Any]] = {
     "reference": {"linestyle": "--", "linewidth": 1.4},
     "supervised": {"linestyle": "-", "linewidth": 1.6},
     "rl": {"linestyle": "-", "linewidth": 2.8},
+    "custom": {"linestyle": "-.", "linewidth": 2.0},
+    "oracle": {"linestyle": "--", "linewidth": 1.8},
 }
 """Line style of each policy family (a family not listed is drawn as supervised)."""
 
@@ -336,7 +341,7 @@ def reward_bars(agg: pd.DataFrame, path: str | Path, *, colors: Mapping[str, str
         policies = list(sub["policy"])
         fam = [families.get(p, "supervised") for p in policies]
         ax.barh(y, reward, color=[colors[p] for p in policies], alpha=0.85,
-                hatch=["//" if f == "reference" else "" for f in fam],
+                hatch=["//" if f in HATCHED else "" for f in fam],
                 edgecolor=["black" if f == "rl" else "white" for f in fam],
                 linewidth=[2.0 if f == "rl" else 0.5 for f in fam])
         ax.errorbar(reward, y, xerr=err, fmt="none", ecolor="0.2", elinewidth=1.0, capsize=3)
@@ -350,7 +355,7 @@ def reward_bars(agg: pd.DataFrame, path: str | Path, *, colors: Mapping[str, str
         ax.set_xlabel("reward per user (95% CI)")
         ax.grid(axis="x", alpha=0.3)
     present = [f for f in FAMILIES if f in set(families.values())]
-    handles = [Patch(facecolor="0.8", hatch="//" if f == "reference" else "",
+    handles = [Patch(facecolor="0.8", hatch="//" if f in HATCHED else "",
                      edgecolor="black" if f == "rl" else "white", linewidth=2.0 if f == "rl" else 0.5, label=f)
                for f in present]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False, title="family",

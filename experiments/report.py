@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from driftrec.agents.plugins import DEFAULT_FAMILY, ORACLE_FAMILY, is_plugin
 from driftrec.experiments.artifacts import write_text
-from driftrec.experiments.stats import HIDDEN_STATE, KIND_BEST, KIND_RL
+from driftrec.experiments.stats import HIDDEN_STATE, KIND_BEST, KIND_RL, hidden_state
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("clicks", "clicks"), ("purchases", "purchases"), ("revenue", "revenue"), ("ctr", "CTR"),
@@ -56,14 +57,14 @@ def fmt_ci(mean: Any, low: Any, high: Any) -> str:
 
 def policy_order(agg: pd.DataFrame) -> list[str]:
     """Rows of the tables: the references that read the hidden state first (oracle-planner, then
-    oracle-greedy), then by reward per user on the first preset, highest first; policies absent
-    there (or NaN) follow in order of appearance."""
+    oracle-greedy, then those of family oracle from user modules), then by reward per user on the
+    first preset, highest first; policies absent there (or NaN) follow in order of appearance."""
     first = agg[agg["preset"] == agg["preset"].iloc[0]]
     ranked = first.dropna(subset=["reward"]).sort_values("reward", ascending=False, kind="stable")["policy"]
-    order = [p for p in ranked if p not in HIDDEN_STATE]
-    order += [p for p in agg["policy"].drop_duplicates() if p not in order and p not in HIDDEN_STATE]
-    present = set(agg["policy"])
-    return [p for p in reversed(HIDDEN_STATE) if p in present] + order
+    hidden = hidden_state(agg)
+    order = [p for p in ranked if p not in hidden]
+    order += [p for p in agg["policy"].drop_duplicates() if p not in order and p not in hidden]
+    return [p for p in reversed(HIDDEN_STATE) if p in hidden] + [p for p in hidden if p not in HIDDEN_STATE] + order
 
 
 def headline_table(agg: pd.DataFrame) -> str:
@@ -174,7 +175,7 @@ def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, 
             f"Mean over {seed_text} of the per-seed mean reward per user, with its 95% CI [low, high] from a "
             "stratified bootstrap (users resampled within each seed). oracle-planner and oracle-greedy read the "
             "hidden user state: they are references (the planner the upper one, greedy the myopic one), not "
-            "deployable policies.", "", headline_table(agg)]
+            "deployable policies." + _plugin_sentence(agg), "", headline_table(agg)]
     if "reward_iqm" in agg.columns and (seeds >= 3).any():
         out += ["", "Interquartile mean over seeds of the per-seed mean reward per user, with a 95% bootstrap CI "
                 "over seeds (rliable's; none below 3 seeds).", "", iqm_table(agg)]
@@ -223,7 +224,8 @@ def _noise_sentence(seeds: str, most: int) -> str:
 def _best_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
     rows = here[here["kind"] == KIND_BEST]
     if rows.empty:
-        deployable = agg.loc[(agg["preset"] == preset) & ~agg["policy"].isin(HIDDEN_STATE)].dropna(subset=["reward"])
+        deployable = agg.loc[(agg["preset"] == preset) & ~agg["policy"].isin(hidden_state(agg))].dropna(
+            subset=["reward"])
         if deployable.empty:
             return "No deployable policy has a reward here."
         return f"Only one deployable policy, {deployable['policy'].iloc[0]}, ran here."
@@ -232,7 +234,7 @@ def _best_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
     if _isnan(r["low"]) or _isnan(r["high"]):
         return (f"{r['a']} earns {fmt(r['diff'])} more reward per user than the runner-up {r['b']}, but with no CI "
                 "(too few users), so it is not shown to be the best deployable policy.")
-    n = int(agg.loc[(agg["preset"] == preset) & ~agg["policy"].isin(HIDDEN_STATE), "reward"].notna().sum())
+    n = int(agg.loc[(agg["preset"] == preset) & ~agg["policy"].isin(hidden_state(agg)), "reward"].notna().sum())
     if _excludes_zero(r["low"], r["high"]):
         return (f"{r['a']} is the best of {n} deployable policies: {fmt(r['diff'])} more reward per user than the "
                 f"runner-up {r['b']} ({ci}).")
@@ -270,6 +272,23 @@ def _rl_sentence(agg: pd.DataFrame, here: pd.DataFrame, preset: str) -> str:
 
 
 # ------------------------------------------------------------------------------ helpers
+def _plugin_sentence(agg: pd.DataFrame) -> str:
+    """Which policies came from user modules and what their families mean ('' when none ran)."""
+    own = agg.drop_duplicates("policy")
+    own = own[[is_plugin(p) for p in own["policy"]]]
+    if own.empty:
+        return ""
+    text = (" From user modules (module:factory): " + ", ".join(f"{p} ({f})" for p, f in zip(
+        own["policy"], own["family"], strict=True)) + "; their training cost is what they report, else the factory's "
+            "wall time.")
+    if DEFAULT_FAMILY in set(own["family"]):
+        text += (" Family custom: in no built-in family; it competes as a deployable policy, on neither side of the "
+                 "RL-versus-supervised verdict.")
+    if ORACLE_FAMILY in set(own["family"]):
+        text += " Family oracle: it reads the hidden user state; a reference, not deployable."
+    return text
+
+
 def _ci_text(low: Any, high: Any) -> str:
     return f"95% CI [{fmt(low)}, {fmt(high)}]"
 

@@ -32,6 +32,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from driftrec.agents.evaluate import BCA_MAX_USERS, CONFIDENCE, N_RESAMPLES
+from driftrec.agents.plugins import ORACLE_FAMILY
 
 ORACLE = "oracle-greedy"
 """Reads the hidden user state and maximises the immediate reward: the myopic reference."""
@@ -231,7 +232,7 @@ def comparisons(users: pd.DataFrame, results: pd.DataFrame, *, ci_seed: int = 0,
     """The paired comparisons of each preset (columns :data:`COMPARISON_COLUMNS`).
 
     Per preset, in order: the best deployable policy (any but the references that read the hidden
-    state, :data:`HIDDEN_STATE`) against the runner-up (kind :data:`KIND_BEST`; needs two deployable policies),
+    state, :func:`hidden_state`) against the runner-up (kind :data:`KIND_BEST`; needs two deployable policies),
     then each RL agent against the best supervised model (kind :data:`KIND_RL`; needs both
     families). "Best" is the highest mean over seeds of the per-seed mean reward per user; a
     policy whose reward is NaN is never best. ``diff`` is a minus b (:func:`paired_difference`),
@@ -246,7 +247,7 @@ def comparisons(users: pd.DataFrame, results: pd.DataFrame, *, ci_seed: int = 0,
         means = _policy_means(present, family.index)
         ranked = means.dropna().sort_values(ascending=False, kind="stable")
         pairs = []
-        deployable = [p for p in ranked.index if p not in HIDDEN_STATE]
+        deployable = [p for p in ranked.index if p not in hidden_state(cell)]
         if len(deployable) >= 2:
             pairs.append((KIND_BEST, deployable[0], deployable[1]))
         supervised = [p for p in ranked.index if family[p] == "supervised"]
@@ -302,6 +303,15 @@ def ladder(results: pd.DataFrame, *, ci_seed: int = 0, confidence: float = CONFI
                      "adapted": adapted, "stale": stale, **_seed_gap(per_seed, adapted, stale, "adapt", ci),
                      **_seed_gap(per_seed, PLANNER if planned else None, ORACLE, "plan", ci)})
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
+
+
+def hidden_state(table: pd.DataFrame) -> list[str]:
+    """The policies of ``table`` (columns policy, family) that read the hidden user state: those of
+    :data:`HIDDEN_STATE` and those of family ``oracle`` (policies from user modules that read it,
+    :func:`driftrec.agents.plugins.plugin_family`), in order of appearance."""
+    policies = table.drop_duplicates("policy")
+    return [p for p, f in zip(policies["policy"], policies["family"], strict=True)
+            if p in HIDDEN_STATE or f == ORACLE_FAMILY]
 
 
 def _seed_gap(per_seed: pd.DataFrame, a: str | None, b: str | None, name: str,

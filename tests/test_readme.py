@@ -1,12 +1,19 @@
-"""The README documents what the code does: presets, set-up commands, layout."""
+"""The README documents what the code does: presets, set-up commands, layout, the plugin example."""
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
 
 from driftrec.envs import PRESETS
 from driftrec.envs.model import model_for
+from driftrec.experiments.cli import main
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -31,3 +38,29 @@ def test_readme_set_up_commands_install_with_cpu_constraints_and_run_pytest() ->
     assert commands[1].rstrip().endswith("&& pytest")
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert 'pip install -c constraints-cpu.txt -e ".[test]"' in ci and "pytest" in ci
+
+
+def test_readme_plugin_example_runs_in_compare_from_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The worked example of "Your own policy in compare", saved as my_agents.py where compare runs."""
+    section = README[README.index("### Your own policy in `compare`"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    command = re.search(r"```bash\n(driftrec compare .*?)\n```", section, re.S).group(1)
+    assert "my_agents:make" in command
+    (tmp_path / "my_agents.py").write_text(example)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    torch.set_num_threads(1)
+    try:
+        code = main(["compare", "--profile", "smoke", "--out", "run", "--quiet", "--set", "log_users=200",
+                     "--set", "eval_users=100", "--set", "trace_users=0", "--set", "sim.horizon_days=4",
+                     "--set", "policies=[random, popularity, my_agents:make]"])
+    finally:
+        sys.modules.pop("my_agents", None)
+    capsys.readouterr()
+    results = pd.read_csv(tmp_path / "run" / "results.csv").set_index("policy")
+    assert code == 0 and results.loc["my_agents:make", "family"] == "custom"
+    assert results.loc["my_agents:make", "env_steps"] == results.loc["popularity", "env_steps"] > 0  # it took the logs
+    train = json.loads((tmp_path / "run/cells/default/seed0/my_agents.make/result.json").read_text())["train"]
+    assert train["logged_clicks"] > 0
+    assert "| my_agents:make | custom |" in (tmp_path / "run" / "summary.md").read_text()

@@ -136,6 +136,23 @@ def test_rows_put_the_oracle_first_then_the_first_preset_ranking(text: str) -> N
     assert [row[0] for row in table_rows(section(text, "### loses"), "| policy | clicks |")[2:]] == order
 
 
+def test_policies_from_user_modules_are_placed_and_named_by_family() -> None:
+    """A plugin of family oracle (it read the hidden state) goes with the references, never counts as
+    deployable, however high it scores; a custom one is one more deployable policy."""
+    agg = make_agg()
+    extra = agg[agg["policy"] == "random"].assign(policy="mine:peek", family="oracle", reward=99.0)
+    agg = pd.concat([agg, extra, agg[agg["policy"] == "ppo"].assign(policy="mine:own", family="custom",
+                                                                     reward=0.5)], ignore_index=True)
+    assert policy_order(agg) == ["oracle-greedy", "mine:peek", "ppo", "gru", "mlp", "dqn", "popularity", "random",
+                                 "mine:own"]
+    best, _ = verdicts(agg, make_comparisons(), "win")
+    assert best.startswith("ppo is the best of 7 deployable policies")
+    text = render_summary(agg, make_comparisons(), title="t")
+    assert "From user modules (module:factory): mine:peek (oracle), mine:own (custom);" in text
+    assert "Family custom: in no built-in family" in text and "Family oracle: it reads the hidden user state" in text
+    assert "From user modules" not in render_summary(make_agg(), make_comparisons(), title="t")
+
+
 def test_metrics_tables_show_the_input_numbers(text: str) -> None:
     agg = make_agg().set_index(["preset", "policy"])
     for preset in REWARDS:
