@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
+from driftrec.experiments import bench_backends
 from driftrec.experiments.cli import main
 from driftrec.experiments.compare import LOGS, TEACHER, WorldRun, load_config
 from driftrec.experiments.compare_ray import connect
@@ -151,3 +152,11 @@ def test_an_unreachable_cluster_is_one_line(cluster: None, tmp_path: Path,
     code, _, err = run(capsys, "--out", str(tmp_path / "run"), "--backend", "ray", "--address", "127.0.0.1:9",
                        *GRID)
     assert code == 2 and "cannot reach the Ray cluster at '127.0.0.1:9'" in err and err.count("\n") == 1
+
+
+def test_the_backends_benchmark_refuses_a_folder_that_would_resume(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "local").mkdir()
+    with pytest.raises(SystemExit) as info:
+        bench_backends.main(["--keep", str(tmp_path)])
+    assert info.value.code == 2 and "would resume" in capsys.readouterr().err
