@@ -120,13 +120,17 @@ def connect(address: str = "", cpus: int = 0) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ parts: no warnings while it retries
     options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR,
                                    runtime_env={"env_vars": {"PYTHONPATH": worker_path()}})
     if address:
         try:
             ray.init(address=address, **options)
-        except (ConnectionError, RuntimeError) as err:  # e.g. not a Ray head, or another Ray version
-            raise CLIError(f"cannot connect to the Ray cluster at '{address}': {_one_line(err)}") from None
+        except (ConnectionError, RuntimeError) as err:  # e.g. not a Ray head, another Ray version, no token
+            hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+                " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN "
+                "or ~/.ray/auth_token here too)")
+            raise CLIError(f"cannot connect to the Ray cluster at '{address}': {_one_line(err)}{hint}") from None
     else:
         ray.init(num_cpus=cpus or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
                  **options)
