@@ -12,10 +12,11 @@ then builds every table and figure from the folder with the local backend's code
 backends resume each other's runs and give the same numbers.
 
 The tasks read and write the run folder by its absolute path and run in the driver's working
-directory (relative preset and hyperparameter files), with the driver's working directory and the
-``sys.path`` entries it added on their ``PYTHONPATH`` (a policy module beside the config imports
-in a task as in the driver). A cluster of several machines therefore needs the run folder, and
-those files, on a shared filesystem at the same path on every machine.
+directory (relative preset and hyperparameter files) with the driver's working directory and the
+``sys.path`` entries it added in front of their ``sys.path`` (:func:`in_driver_context`: a policy
+module beside the config imports in a task as in the driver). A cluster of several machines
+therefore needs the run folder, and those files, on a shared filesystem at the same path on every
+machine.
 
 Ray is an optional extra (``pip install -e ".[ray]"``), imported only when this backend runs.
 """
@@ -62,7 +63,8 @@ def run_on_ray(plans: Mapping[World, Mapping[str, Sequence[str]]], run_step: Cal
     if not waiting:
         return
     with connect(address, cpus) as ray:
-        task = ray.remote(num_cpus=cell_cpus)(_in_folder)
+        task = ray.remote(num_cpus=cell_cpus)(in_driver_context)
+        context = (os.getcwd(), driver_path())
         running: dict[Any, Step] = {}
         done, failed = 0, []
 
@@ -79,7 +81,7 @@ def run_on_ray(plans: Mapping[World, Mapping[str, Sequence[str]]], run_step: Cal
             start = [key for key, after in waiting.items() if not after][:max(room, 0)] if not failed else []
             for world, step in start:
                 del waiting[(world, step)]
-                running[task.remote(os.getcwd(), run_step, world[0], world[1], step)] = (world, step)
+                running[task.remote(*context, run_step, world[0], world[1], step)] = (world, step)
             if start:
                 progress(f"started {', '.join(f'{world[2]}: {step}' for world, step in start)}")
             if not running:
@@ -121,8 +123,7 @@ def connect(address: str = "", cpus: int = 0) -> Iterator[Any]:
         yield ray
         return
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ parts: no warnings while it retries
-    options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR,
-                                   runtime_env={"env_vars": {"PYTHONPATH": worker_path()}})
+    options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address:
         try:
             ray.init(address=address, **options)
@@ -132,27 +133,29 @@ def connect(address: str = "", cpus: int = 0) -> Iterator[Any]:
                 "or ~/.ray/auth_token here too)")
             raise CLIError(f"cannot connect to the Ray cluster at '{address}': {_one_line(err)}{hint}") from None
     else:
-        ray.init(num_cpus=cpus or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-                 **options)
+        # "local": a new cluster even where `ray start` runs one on this machine (ray.init() would join it)
+        ray.init(address="local", num_cpus=cpus or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES,
+                 include_dashboard=False, **options)
     try:
         yield ray
     finally:
         ray.shutdown()
 
 
-def worker_path() -> str:
-    """The tasks' ``PYTHONPATH``: the driver's working directory, the ``sys.path`` entries it added (not
-    the interpreter's own) and its own ``PYTHONPATH``."""
+def driver_path() -> list[str]:
+    """Where the driver imports from beyond the interpreter's own folders: its working directory and
+    the ``sys.path`` entries it added (``PYTHONPATH``, a notebook's additions)."""
     own = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
-    added = [p or os.getcwd() for p in sys.path if not p.startswith(own)]
-    inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    return os.pathsep.join(dict.fromkeys(p for p in [os.getcwd(), *added, *inherited] if p))
+    return list(dict.fromkeys([os.getcwd(), *(p or os.getcwd() for p in sys.path if not p.startswith(own))]))
 
 
-def _in_folder(folder: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in the driver's working directory ``folder`` (a task runs alone in its worker process)."""
+def in_driver_context(folder: str, path: Sequence[str], fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in the driver's working directory ``folder`` with its :func:`driver_path` ``path``
+    in front of ``sys.path``: a Ray task (alone in its worker process while it runs) then reads relative
+    files and imports modules, a policy plugin's among them, as the driver does."""
     if os.path.isdir(folder):
         os.chdir(folder)
+    sys.path[:0] = [p for p in path if p not in sys.path]
     return fn(*args)
 
 

@@ -18,10 +18,9 @@ import pandas as pd
 import pytest
 import torch
 
-from driftrec.experiments import bench_backends
+from driftrec.experiments import bench_backends, compare_ray
 from driftrec.experiments.cli import main
 from driftrec.experiments.compare import LOGS, TEACHER, WorldRun, load_config
-from driftrec.experiments.compare_ray import connect
 
 # two tiny worlds; every kind of step: the logs, the warm agents' teacher, a supervised model and the
 # -retrain variant deploying it, an RL agent warm-started from it, and the cheap references
@@ -60,7 +59,7 @@ def cluster() -> Iterator[None]:
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail(f"CI=true and {reason}", pytrace=False)
         pytest.skip(reason)
-    with connect(cpus=2):
+    with compare_ray.connect(cpus=2):
         yield
 
 
@@ -160,3 +159,19 @@ def test_the_backends_benchmark_refuses_a_folder_that_would_resume(tmp_path: Pat
     with pytest.raises(SystemExit) as info:
         bench_backends.main(["--keep", str(tmp_path)])
     assert info.value.code == 2 and "would resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_task_imports_what_the_driver_imports_from_its_folder(cluster: None, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy plugin (``module.path:factory``) beside the config imports in a task as in the driver."""
+    import ray
+
+    (tmp_path / "my_policies").mkdir()
+    (tmp_path / "my_policies" / "__init__.py").write_text("")
+    (tmp_path / "my_policies" / "shop.py").write_text("NAME = 'mine'\n")
+    monkeypatch.chdir(tmp_path)
+    task = ray.remote(compare_ray.in_driver_context)
+    found = ray.get(task.remote(str(tmp_path), compare_ray.driver_path(), eval,
+                                "(__import__('my_policies.shop').shop.NAME, __import__('os').getcwd())"))
+    assert found == ("mine", str(tmp_path))
