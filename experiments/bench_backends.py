@@ -8,7 +8,9 @@ on a local cluster of ``--cpus`` CPUs started for the run (its start-up counted,
 it). It checks that the two ``results.csv`` agree in every column but the wall times, prints
 cells, both walls, the speed-up and the speed-up per core, and writes every figure with the
 machine and its load to ``--out`` (JSON). On a shared machine the walls move with the other
-load: the load averages before and after are in the report.
+load: the report holds the load averages before and after, and the cores the machine really
+gave at the start (:func:`effective_cores`: ``--cpus`` copies of a pure-Python loop at once
+against one alone).
 """
 
 from __future__ import annotations
@@ -30,15 +32,30 @@ from driftrec.experiments import bench_core
 from driftrec.experiments.artifacts import write_text
 
 GRID = ("--profile", "smoke", "--presets", "stationary,default", "--seeds", "2", "--set",
-        "policies=popularity,mlp,gru,ppo", "--set", "log_users=1000", "--set", "eval_users=500", "--set",
-        "rl_timesteps=10000", "--set", "supervised.epochs=4")
+        "policies=popularity,mlp,gru,ppo", "--set", "log_users=2000", "--set", "eval_users=1000", "--set",
+        "rl_timesteps=40000", "--set", "supervised.epochs=10")
 """The default grid: 16 cells of the smoke profile with larger budgets, a few seconds each."""
 WALL = ["eval_wall_s", "train_wall_s"]
 
 
+SPIN = "import time; t = time.perf_counter(); sum(i * i for i in range(10_000_000)); print(time.perf_counter() - t)"
+
+
+def effective_cores(cpus: int) -> float:
+    """How many cores ``cpus`` CPU-bound processes get at once right now: ``cpus`` x one alone's time
+    over the slowest's when ``cpus`` run together (``cpus`` on an idle machine, less on a shared one)."""
+
+    def spin(n: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN], stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    alone = spin(1)
+    return cpus * alone / spin(cpus)
+
+
 def run(grid: Sequence[str], cpus: int, folder: Path) -> dict[str, Any]:
     """Time ``driftrec compare GRID`` with each backend into ``folder``; the report (see the module doc)."""
-    load_before = bench_core._loadavg()
+    load_before, cores = bench_core._loadavg(), effective_cores(cpus)
     walls, tables = {}, {}
     for backend in ("local", "ray"):
         out = folder / backend
@@ -54,16 +71,17 @@ def run(grid: Sequence[str], cpus: int, folder: Path) -> dict[str, Any]:
     speedup = walls["local"] / walls["ray"]
     return {"grid": list(grid), "cells": len(tables["local"]), "ray_cpus": cpus, "local_wall_s": walls["local"],
             "ray_wall_s": walls["ray"], "speedup": speedup, "speedup_per_core": speedup / cpus,
+            "effective_cores": cores,
             "same_results": True, "machine": bench_core._machine(), "loadavg_before": load_before,
             "loadavg_after": bench_core._loadavg()}
 
 
 def print_report(report: dict[str, Any]) -> None:
     """The table of :func:`run`'s report."""
-    print("| cells | local (serial) wall | ray wall | ray CPUs | speed-up | speed-up per core |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| cells | local (serial) wall | ray wall | ray CPUs | speed-up | speed-up per core | effective cores |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {report['cells']} | {report['local_wall_s']:.1f} s | {report['ray_wall_s']:.1f} s | {report['ray_cpus']} "
-          f"| {report['speedup']:.2f}x | {report['speedup_per_core']:.2f} |")
+          f"| {report['speedup']:.2f}x | {report['speedup_per_core']:.2f} | {report['effective_cores']:.2f} |")
     print(f"load average before {report['loadavg_before']}, after {report['loadavg_after']}; "
           f"{report['machine']['cpu_count']} CPUs ({report['machine']['cpu_model']})")
 

@@ -39,6 +39,10 @@ and nothing half-written under a final name. Re-running into the same folder ski
 cells and redoes the rest; the tables, summary and figures are always rebuilt from the cells. A
 folder made with other settings (budgets, users, simulator keys) is refused; adding presets,
 seeds or policies is allowed.
+
+The cells run in this process, in ``jobs`` worker processes (a world each) or as Ray tasks
+(``backend: ray``, :mod:`driftrec.experiments.compare_ray`): the same folder and numbers, so a run
+resumes under any of them.
 """
 
 from __future__ import annotations
@@ -600,10 +604,9 @@ def _run_world(out: Path, cfg: CompareConfig, preset: str, seed: int, report: Re
     return world
 
 
-def run_step(out: Path, cfg: CompareConfig, preset: str, seed: int, step: str) -> dict[str, Any] | None:
-    """Run one step of :meth:`WorldRun.plan` of world (``preset``, ``seed``), quietly, in a worker
-    (a Ray task) whose torch threads it sets: a cell's result row, or None for :data:`LOGS` and
-    :data:`TEACHER`."""
+def run_step(out: Path, cfg: CompareConfig, preset: str, seed: int, step: str) -> None:
+    """Run one step of :meth:`WorldRun.plan` of world (``preset``, ``seed``) into ``out``, quietly, in a
+    worker (a Ray task) whose torch threads it sets."""
     _pin_threads(cfg)
     world = WorldRun(out, cfg, preset, seed, Reporter(quiet=True))
     if step == LOGS:
@@ -611,8 +614,7 @@ def run_step(out: Path, cfg: CompareConfig, preset: str, seed: int, step: str) -
     elif step == TEACHER:
         world._teacher()
     else:
-        return world.run(step)
-    return None
+        world.run(step)
 
 
 def _pin_threads(cfg: CompareConfig) -> None:

@@ -122,7 +122,6 @@ def connect(address: str = "", cpus: int = 0) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ parts: no warnings while it retries
     options: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address:
         try:
