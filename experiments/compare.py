@@ -186,6 +186,8 @@ class CompareConfig(Config):
             check_policy(policy)
         if self.address and not re.fullmatch(r"[\w.-]+:\d{1,5}", self.address):
             raise ConfigError(f"address must be HOST:PORT of a Ray cluster's head, got '{self.address}'")
+        if self.address and self.backend != "ray":
+            raise ConfigError(f"address '{self.address}' is a Ray cluster's: use backend ray, or drop the address")
         for preset in self.presets:
             try:
                 cfg = preset_config(preset, self.sim)
@@ -755,8 +757,8 @@ def add_parser(subparsers: Any) -> None:
                         "(pip install -e \".[ray]\"), sized by --set ray_cpus=N (the local cluster's CPUs), "
                         "cell_cpus=C, torch_threads=T (default: the profile's, local)")
     p.add_argument("--address", default=None, metavar="HOST:PORT",
-                   help="--backend ray: a running Ray cluster's head (started with `ray start --head`; the run "
-                        "folder must be at the same path on every machine); default: a local cluster for the run")
+                   help="run on the running Ray cluster whose head this is (started with `ray start --head`; the "
+                        "run folder must be at the same path on every machine; implies --backend ray)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable; YAML values; dotted keys for sim., supervised., "
                         "hyperparams., e.g. --set sim.horizon_days=14 --set rl_timesteps=50000)")
@@ -772,6 +774,8 @@ def run_compare_cli(args: Any) -> int:
     for key in ("presets", "seeds", "jobs", "backend", "address"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if args.address is not None and args.backend is None:
+        overrides["backend"] = "ray"  # a cluster's address: its backend
     cfg = load_config(args.config, args.profile, overrides)
     if args.show_config:
         print(yaml.safe_dump({"profile": args.profile, "config": cfg.to_dict()}, sort_keys=False), end="")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from driftrec.experiments import bench_backends, compare_ray
 from driftrec.experiments.cli import main
@@ -95,6 +96,10 @@ def test_the_new_flags_are_in_the_help_and_bad_values_are_one_line(capsys: pytes
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     assert "--backend {local,ray}" in capsys.readouterr().out
+    code, out, _ = run(capsys, "--address", "head.example:6379", "--show-config")  # an address: the ray backend
+    assert code == 0 and yaml.safe_load(out)["config"]["backend"] == "ray"
+    code, _, err = run(capsys, "--address", "head.example:6379", "--backend", "local", "--show-config")
+    assert code == 2 and "use backend ray, or drop the address" in err and err.count("\n") == 1
     code, _, err = run(capsys, "--backend", "ray", "--address", "no port", "--show-config")
     assert code == 2 and "address must be HOST:PORT" in err and err.count("\n") == 1
     code, _, err = run(capsys, "--backend", "ray", "--set", "cell_cpus=0", "--show-config")
