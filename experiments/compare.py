@@ -39,14 +39,20 @@ and nothing half-written under a final name. Re-running into the same folder ski
 cells and redoes the rest; the tables, summary and figures are always rebuilt from the cells. A
 folder made with other settings (budgets, users, simulator keys) is refused; adding presets,
 seeds or policies is allowed.
+
+The cells run in this process, in ``jobs`` worker processes (a world each) or as Ray tasks
+(``backend: ray``, :mod:`driftrec.experiments.compare_ray`): the same folder and numbers, so a run
+resumes under any of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -81,9 +87,13 @@ WARM = "warm"
 """``<algo>-warm``: the RL agent starts from the world's ``mlp`` distilled on the logs
 (:mod:`driftrec.agents.warm_start`), then trains the same budget as the cold ``<algo>``."""
 WARM_TEACHER = "mlp"  # reads the ``features`` observation that the RL agents read
+LOGS, TEACHER = "logs", "teacher"
+"""The steps of a world before its cells (:meth:`WorldRun.plan`): simulating the logs, training the warm agents'
+teacher."""
 PROFILES = ("smoke", "quick", "standard", "full")
 DEFAULT_PROFILE = "quick"
-RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users", "jobs")
+RESUMABLE = ("presets", "seeds", "first_seed", "policies", "trace_users", "jobs", "backend", "address", "ray_cpus",
+             "cell_cpus")
 """Fields a finished run folder may be resumed with different values of (they add or drop cells)."""
 
 
@@ -94,6 +104,11 @@ def family(policy: str) -> str:
     if policy in REFERENCE:
         return "reference"
     return "rl" if policy.removesuffix(f"-{WARM}") in RL_ALGOS else "supervised"
+
+
+def uses_logs(policy: str) -> bool:
+    """Whether the cell of ``policy`` reads the world's logs (all but the references that need none and cold RL)."""
+    return policy not in ("random", "logging", "oracle-greedy", "oracle-planner") and policy not in RL_ALGOS
 
 
 def check_policy(name: str) -> None:
@@ -140,6 +155,15 @@ class CompareConfig(Config):
     trace_users: int = knob(4, "evaluation users whose interest trajectories are drawn (0: none)", 0, 64)
     jobs: int = knob(1, "worlds (preset, seed) run at once, each in its own process; a world's numbers do not "
                         "depend on it", 1, 256)
+    backend: str = knob("local", "where the cells run: local (this process, or `jobs` processes) or ray (each "
+                                 "cell a Ray task; pip install -e \".[ray]\"); the numbers do not depend on it",
+                         choices=("local", "ray"))
+    address: str = knob("", "ray backend: HOST:PORT of a running Ray cluster's head (empty: a local cluster "
+                            "is started for the run)")
+    ray_cpus: int = knob(0, "ray backend: CPUs of the local cluster started for the run (0: the machine's)",
+                         0, 4096)
+    cell_cpus: float = knob(1.0, "ray backend: CPUs each cell reserves on the cluster (its torch threads: "
+                                 "torch_threads)", 0.01, 1024.0)
     torch_threads: int = knob(1, "torch threads (0: torch's default); one is ~15% slower on an idle 2-core machine "
                                  "and many times faster when other processes share the cores; the count changes "
                                  "floating-point sums, so it is part of what makes a run reproducible", 0, 1024)
@@ -164,6 +188,10 @@ class CompareConfig(Config):
             raise ConfigError(f"presets must have distinct names, got {labels}")
         for policy in self.policies:
             check_policy(policy)
+        if self.address and not re.fullmatch(r"[\w.-]+:\d{1,5}", self.address):
+            raise ConfigError(f"address must be HOST:PORT of a Ray cluster's head, got '{self.address}'")
+        if self.address and self.backend != "ray":
+            raise ConfigError(f"address '{self.address}' is a Ray cluster's: use backend ray, or drop the address")
         for preset in self.presets:
             try:
                 cfg = preset_config(preset, self.sim)
@@ -263,6 +291,27 @@ class WorldRun:
 
     def done(self, policy: str) -> bool:
         return (self.cell(policy) / "result.json").is_file()
+
+    def plan(self) -> dict[str, list[str]]:
+        """The unfinished steps of this world -- :data:`LOGS`, :data:`TEACHER` (the warm agents' ``mlp``
+        model), each unfinished policy -- each with the unfinished steps it waits for, so that steps
+        run at once never write one folder (the Ray backend)."""
+        todo = [p for p in self.cfg.policies if not self.done(p)]
+        plan: dict[str, list[str]] = {}
+        if any(uses_logs(p) for p in todo) and not self.logs_path.is_file():
+            plan[LOGS] = []
+        if any(p.endswith(f"-{WARM}") for p in todo) \
+                and not (self.cell(WARM_TEACHER) / "model" / "done.json").is_file():
+            plan[TEACHER] = [LOGS] if LOGS in plan else []
+        for policy in todo:
+            after = [LOGS] if uses_logs(policy) else []
+            kind = policy.partition("-")[0]
+            if policy.endswith(f"-{WARM}") or policy in (WARM_TEACHER, f"{WARM_TEACHER}-retrain"):
+                after.append(TEACHER)  # the teacher's folder is the mlp cell's, which mlp-retrain deploys
+            if policy == f"{kind}-retrain":
+                after.append(kind)  # deploys the trained <kind>
+            plan[policy] = [step for step in after if step in plan or step in todo]
+        return plan
 
     def model_for(self, obs_mode: str) -> Any:
         """The simulator with ``obs_mode`` (the sequence models read ``history``); same users, same dynamics."""
@@ -520,14 +569,18 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, profile: str = DEFAULT_P
     """Run (or resume) the comparison into ``out``; returns the tables (see the module doc)."""
     out = Path(out)
     prepare_run(out, cfg, profile, overwrite)
-    if cfg.torch_threads:
-        import torch
-
-        torch.set_num_threads(cfg.torch_threads)
+    _pin_threads(cfg)
     report = Reporter(quiet)
     start = time.perf_counter()
     keys = [(preset, seed) for preset in cfg.presets for seed in cfg.seed_list]
-    if cfg.jobs > 1 and len(keys) > 1:
+    if cfg.backend == "ray":
+        from driftrec.experiments.compare_ray import run_on_ray  # imports ray: only for this backend
+
+        worlds = [WorldRun(out, cfg, preset, seed, report) for preset, seed in keys]
+        run_on_ray({(preset, seed, w.name): w.plan() for (preset, seed), w in zip(keys, worlds, strict=True)},
+                   functools.partial(run_step, out.resolve(), cfg), report, address=cfg.address, cpus=cfg.ray_cpus,
+                   cell_cpus=cfg.cell_cpus, prep=(LOGS, TEACHER))
+    elif cfg.jobs > 1 and len(keys) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -556,10 +609,7 @@ def _run_world(out: Path, cfg: CompareConfig, preset: str, seed: int, report: Re
     reporter and sets its torch threads."""
     if not isinstance(report, Reporter):
         report = Reporter(report, start)
-        if cfg.torch_threads:
-            import torch
-
-            torch.set_num_threads(cfg.torch_threads)
+        _pin_threads(cfg)
     world = WorldRun(out, cfg, preset, seed, report)
     todo = [p for p in cfg.policies if not world.done(p)]
     if len(todo) < len(cfg.policies):
@@ -567,6 +617,26 @@ def _run_world(out: Path, cfg: CompareConfig, preset: str, seed: int, report: Re
     for policy in todo:
         world.run(policy)
     return world
+
+
+def run_step(out: Path, cfg: CompareConfig, preset: str, seed: int, step: str) -> None:
+    """Run one step of :meth:`WorldRun.plan` of world (``preset``, ``seed``) into ``out``, quietly, in a
+    worker (a Ray task) whose torch threads it sets."""
+    _pin_threads(cfg)
+    world = WorldRun(out, cfg, preset, seed, Reporter(quiet=True))
+    if step == LOGS:
+        world.logs()
+    elif step == TEACHER:
+        world._teacher()
+    else:
+        world.run(step)
+
+
+def _pin_threads(cfg: CompareConfig) -> None:
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
 
 
 def collect(cfg: CompareConfig, worlds: Sequence[WorldRun]) -> tuple[pd.DataFrame, ...]:
@@ -675,7 +745,6 @@ def _fmt(value: Any) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-
 # ------------------------------------------------------------------------------------- CLI
 def add_parser(subparsers: Any) -> None:
     """Register ``driftrec compare``."""
@@ -696,6 +765,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--jobs", type=positive_int, default=None,
                    help="worlds (preset, seed) run at once, each in its own process (default: the profile's; the "
                         "numbers do not depend on it)")
+    p.add_argument("--backend", choices=("local", "ray"), default=None,
+                   help="local: this process (or --jobs processes); ray: each cell a task on a Ray cluster "
+                        "(pip install -e \".[ray]\"), sized by --set ray_cpus=N (the local cluster's CPUs), "
+                        "cell_cpus=C, torch_threads=T (default: the profile's, local)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="run on the running Ray cluster whose head this is (started with `ray start --head`; the "
+                        "run folder must be at the same path on every machine; implies --backend ray)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable; YAML values; dotted keys for sim., supervised., "
                         "hyperparams., e.g. --set sim.horizon_days=14 --set rl_timesteps=50000)")
@@ -709,12 +785,11 @@ def run_compare_cli(args: Any) -> int:
     """``driftrec compare``: resolve the config, run or resume, print the summary's path and verdicts."""
     import_from_cwd()  # `policies` may name module:factory in the current folder
     overrides = parse_sets(args.overrides)
-    if args.presets is not None:
-        overrides["presets"] = args.presets
-    if args.seeds is not None:
-        overrides["seeds"] = args.seeds
-    if args.jobs is not None:
-        overrides["jobs"] = args.jobs
+    for key in ("presets", "seeds", "jobs", "backend", "address"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.address is not None and args.backend is None:
+        overrides["backend"] = "ray"  # a cluster's address: its backend
     cfg = load_config(args.config, args.profile, overrides)
     if args.show_config:
         print(yaml.safe_dump({"profile": args.profile, "config": cfg.to_dict()}, sort_keys=False), end="")

@@ -37,7 +37,8 @@ def test_readme_set_up_commands_install_with_cpu_constraints_and_run_pytest() ->
     assert commands[0].split("&&")[1].strip().startswith("driftrec ")
     assert commands[1].rstrip().endswith("&& pytest")
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
-    assert 'pip install -c constraints-cpu.txt -e ".[test]"' in ci and "pytest" in ci
+    assert commands[1].startswith('pip install -c constraints-cpu.txt -e ".[test,ray]"')  # the Ray backend's tests
+    assert 'pip install -c constraints-cpu.txt -e ".[test,ray]"' in ci and "pytest" in ci
 
 
 def test_readme_plugin_example_runs_in_compare_from_the_current_folder(
