@@ -1,6 +1,6 @@
 """The Ray backend of ``driftrec compare`` (``--backend ray``): every cell of the grid a Ray task.
 
-:func:`run_on_ray` gets each world's plan (:meth:`driftrec.experiments.compare.WorldRun.plan`:
+:func:`run_on_ray` gets each world's plan (:meth:`driftrec.experiments.world_run.WorldRun.plan`:
 the world's unfinished steps -- its logs, the warm agents' teacher, its cells -- each with the
 steps it waits for) and a function that runs one step. The driver submits a step once the steps
 it waits for have finished and at most as many at once as the cluster has room for (its CPUs

@@ -18,6 +18,7 @@ from driftrec.envs.rollout import eval_seeds, rollout
 from driftrec.experiments import compare
 from driftrec.experiments.cli import main
 from driftrec.experiments.compare import CompareConfig, load_config
+from driftrec.experiments.compare_config import PROFILES
 
 # A few cheap policies on a small, short world: enough for the resume and error paths.
 FAST = ["--set", "sim={horizon_days: 3.0, n_items: 30, n_categories: 3}", "--set", "log_users=60",
@@ -36,7 +37,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 # ------------------------------------------------------------------------------------- config
-@pytest.mark.parametrize("profile", compare.PROFILES)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_every_packaged_profile_resolves(profile: str) -> None:
     cfg = load_config(profile=profile)
     assert cfg.presets and cfg.policies and cfg.eval_users >= 2
