@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 
 from driftrec.envs.config import SimConfig
-from driftrec.envs.model import build_model
 from driftrec.envs.policy import Policy
 from driftrec.envs.rollout import UserStats, eval_seeds, rollout
+from driftrec.envs.user_model import build_user_model
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
@@ -72,22 +72,22 @@ class EvalResult:
 
 
 def evaluate_policy(policy: Policy, cfg: SimConfig, n_users: int, seed: int, batch: int = 4096, *,
-                    model: Any = None, ci_seed: int = 0) -> EvalResult:
+                    user_model: Any = None, ci_seed: int = 0) -> EvalResult:
     """Run ``policy`` on the ``n_users`` evaluation users of ``seed`` and summarise.
 
-    ``model`` may pass a prebuilt ``build_model(cfg)`` to skip building it again. The users are
+    ``user_model`` may pass a prebuilt ``build_user_model(cfg)`` to skip building it again. The users are
     ``eval_seeds(seed, n_users)``; the CI bootstrap is seeded with ``ci_seed``. So the same seed
     and a freshly built policy (a stochastic policy's generator advances as it acts) give the
     same summary, ``wall_s`` aside.
     """
     if n_users < 1:
         raise ValueError(f"n_users must be >= 1, got {n_users}")
-    if model is None:
-        model = build_model(cfg)
-    elif model.cfg != cfg:
+    if user_model is None:
+        user_model = build_user_model(cfg)
+    elif user_model.cfg != cfg:
         raise ValueError("evaluate_policy: model.cfg differs from cfg")
     start = time.perf_counter()
-    user_stats = rollout(model, policy, eval_seeds(seed, n_users), batch=batch)
+    user_stats = rollout(user_model, policy, eval_seeds(seed, n_users), batch=batch)
     wall = time.perf_counter() - start
     method = "BCa" if n_users <= BCA_MAX_USERS else "percentile"
     return EvalResult(stats=user_stats, summary=summarize(user_stats, wall, ci_seed=ci_seed), seed=seed,

@@ -74,7 +74,7 @@ _PER_CATEGORY_PARTS = ("counts", "events", "last_interactions", "candidates")
 
 
 # ------------------------------------------------------------------------------------- the catalog
-def catalog_kwargs(sim_model: Any) -> dict[str, Any]:
+def catalog_kwargs(user_model: Any) -> dict[str, Any]:
     """The catalog and observation layout an item-scoring policy needs, as plain YAML/JSON values.
 
     ``item_category`` (I,) and ``item_price`` (I,) (the clipped log relative price of the
@@ -83,19 +83,19 @@ def catalog_kwargs(sim_model: Any) -> dict[str, Any]:
     hold per-category parts (``counts``, ``events``, ``last_interactions``, ``candidates``; absent
     parts are left out). Raises ValueError for a user model without a ShopSim catalog.
     """
-    world, layout = getattr(sim_model, "world", None), getattr(sim_model, "layout", None)
+    world, layout = getattr(user_model, "world", None), getattr(user_model, "layout", None)
     if world is None or not hasattr(world, "price_feature") or layout is None or "counts" not in layout:
-        name = getattr(getattr(sim_model, "cfg", None), "model", type(sim_model).__name__)
+        name = getattr(getattr(user_model, "cfg", None), "model", type(user_model).__name__)
         raise ValueError(f"item-scoring policies need the ShopSim catalog and observation layout; "
                          f"user model '{name}' has none (use MlpPolicy)")
-    cfg = sim_model.cfg
+    cfg = user_model.cfg
     columns = {name: [int(layout[name].start), int(layout[name].stop)]
                for name in _PER_CATEGORY_PARTS if name in layout}
     return {
         "n_categories": int(cfg.n_categories),
         "n_behaviours": len(BEHAVIOURS),
         "last_interactions": int(cfg.last_interactions),
-        "n_candidates": int(sim_model.m),
+        "n_candidates": int(user_model.m),
         "columns": columns,
         "item_category": [int(c) for c in np.asarray(world.category)],
         "item_price": [float(p) for p in np.asarray(world.price_feature, dtype=np.float32)],

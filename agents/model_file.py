@@ -10,7 +10,7 @@ zip-file``):
 - *not a driftrec ...*: no zip archive at all, or one without the member its format writes
   (``data`` for SB3, ``<folder>/data.pkl`` for torch).
 
-The loaders (:func:`driftrec.agents.rl.load_agent`, :func:`driftrec.agents.supervised.load_model`)
+The loaders (:func:`driftrec.agents.rl.load_agent`, :func:`driftrec.agents.supervised.load_network`)
 call these checks, and turn what the library still cannot read into :func:`unreadable`'s error: a
 :class:`ModelFileError`, a ConfigError that the CLI prints as one line.
 """

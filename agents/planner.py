@@ -105,10 +105,10 @@ def _geometric(y: np.ndarray, n: np.ndarray) -> np.ndarray:
 class ShopFuture:
     """What a click does to a ShopSim user's future reward (module doc, channels 1 and 2)."""
 
-    def __init__(self, model: Any):
-        self.cfg = cfg = model.cfg
-        self.p = model.params[0]  # the knob record the compiled rules read
-        self.quality = np.asarray(model.world.quality, dtype=np.float64)
+    def __init__(self, user_model: Any):
+        self.cfg = cfg = user_model.cfg
+        self.p = user_model.params[0]  # the knob record the compiled rules read
+        self.quality = np.asarray(user_model.world.quality, dtype=np.float64)
         self.satisfaction_on = cfg.churn_satisfaction > 0 or cfg.gap_satisfaction > 0
         self.active = cfg.patience_quality > 0 or self.satisfaction_on
         """False when no channel is on (``bandit``): dV is 0 for every item."""
@@ -173,9 +173,9 @@ class RecSimFuture:
 
     active = True
 
-    def __init__(self, model: Any):
+    def __init__(self, user_model: Any):
         self.rules = recsim_ie
-        self.quality = np.asarray(model.world.quality, dtype=np.float64)
+        self.quality = np.asarray(user_model.world.quality, dtype=np.float64)
 
     def click_change(self, state: Any, rows: slice | np.ndarray, items: np.ndarray, prob: np.ndarray,
                      value: np.ndarray) -> np.ndarray:
@@ -203,19 +203,19 @@ class OraclePlannerPolicy(RowCachePolicy):
 
     reads_hidden_state = True
 
-    def __init__(self, model: Any, future_weight: float = 1.0):
+    def __init__(self, user_model: Any, future_weight: float = 1.0):
         if isinstance(future_weight, bool) or not (isinstance(future_weight, (int, float))
                                                    and math.isfinite(future_weight) and future_weight >= 0):
             raise ConfigError(f"oracle-planner option 'future_weight' must be a number >= 0, got {future_weight!r}")
-        self.model = model
-        self.cfg = cfg = model.cfg
+        self.user_model = user_model
+        self.cfg = cfg = user_model.cfg
         self.future_weight = float(future_weight)
-        self.k, self.m = int(model.k), int(model.m)
+        self.k, self.m = int(user_model.k), int(user_model.m)
         if not self.m and self.k > cfg.n_items:
             raise ConfigError(f"config key 'slate_size' ({self.k}) must be <= n_items ({cfg.n_items}) "
                               "for the oracle-planner policy")
-        self._shop = hasattr(model, "static_scores")
-        self.future: ShopFuture | RecSimFuture = ShopFuture(model) if self._shop else RecSimFuture(model)
+        self._shop = hasattr(user_model, "static_scores")
+        self.future: ShopFuture | RecSimFuture = ShopFuture(user_model) if self._shop else RecSimFuture(user_model)
         self._catalog = np.arange(cfg.n_items, dtype=np.int64)[None, :]
         self._cache: dict[str, np.ndarray] | None = None
         self.tuning: dict[str, Any] = {}
@@ -236,7 +236,7 @@ class OraclePlannerPolicy(RowCachePolicy):
             for lo in range(0, n, step):
                 rows = slice(lo, min(lo + step, n))
                 actions[rows] = top_k_items(self.scores(state, self._catalog, rows), self.k)
-        return _shape_actions(self.model, actions, np.ones(actions.shape))
+        return _shape_actions(self.user_model, actions, np.ones(actions.shape))
 
     def scores(self, state: Any, items: np.ndarray, rows: slice | np.ndarray = slice(None),
                cached: bool = False) -> np.ndarray:
@@ -251,15 +251,15 @@ class OraclePlannerPolicy(RowCachePolicy):
                            cached: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """P(click) of each item shown alone and the expected reward of a click on it, (N, X) each,
         from the model's rules; P * v is oracle-greedy's expected reward, bit for bit."""
-        model = self.model
+        user_model = self.user_model
         if not self._shop:  # recsim-ie: P * w, and w
             whole = isinstance(rows, slice) and rows == slice(None)
             part = state if whole else take_rows(state, np.arange(len(state.t))[rows])
-            value = model.click_values(part, items)
-            reward = model.one_item_expected_rewards(part, items)
+            value = user_model.click_values(part, items)
+            reward = user_model.one_item_expected_rewards(part, items)
             return np.divide(reward, value, out=np.zeros(reward.shape), where=value > 0), value
-        logit, value = self._static(state) if cached else model.static_scores(state, items, rows)
-        return model.rewards_from_static(state, items, logit, np.ones(logit.shape), rows), value
+        logit, value = self._static(state) if cached else user_model.static_scores(state, items, rows)
+        return user_model.rewards_from_static(state, items, logit, np.ones(logit.shape), rows), value
 
     def _static(self, state: Any) -> tuple[np.ndarray, np.ndarray]:
         """The catalog's static scores for every row, cached as oracle-greedy caches them: a row is
@@ -277,13 +277,13 @@ class OraclePlannerPolicy(RowCachePolicy):
                      | (c["interest"] != state.interest).any(axis=1))
         rows = np.flatnonzero(stale)
         if rows.size:
-            c["logit"][rows], c["value"][rows] = self.model.static_scores(state, self._catalog, rows)
+            c["logit"][rows], c["value"][rows] = self.user_model.static_scores(state, self._catalog, rows)
             c["key"][rows], c["interest"][rows], c["sens"][rows] = (state.key[rows], state.interest[rows],
                                                                     state.price_sens[rows])
         return c["logit"], c["value"]
 
 
-def tune_planner(model: Any, seed: int | None, validation_users: int = DEFAULT_VALIDATION_USERS,
+def tune_planner(user_model: Any, seed: int | None, validation_users: int = DEFAULT_VALIDATION_USERS,
                  grid: Sequence[float] = DEFAULT_GRID) -> OraclePlannerPolicy:
     """The planner whose ``future_weight`` (one of ``grid``) earns the most per user on the
     validation users ``validation_seeds(seed, validation_users)`` (module doc, "Tuning").
@@ -303,15 +303,15 @@ def tune_planner(model: Any, seed: int | None, validation_users: int = DEFAULT_V
     seeds = validation_seeds(0 if seed is None else int(seed), int(validation_users))
     rewards: list[float] = []
     steps = 0
-    if OraclePlannerPolicy(model).future.active:
+    if OraclePlannerPolicy(user_model).future.active:
         for weight in weights:
-            stats = rollout(model, OraclePlannerPolicy(model, weight), seeds)
+            stats = rollout(user_model, OraclePlannerPolicy(user_model, weight), seeds)
             rewards.append(float(stats.reward.mean()))
             steps += int(stats.requests.sum())
         chosen = weights[int(np.argmax(rewards))]  # the first maximum: an earlier point wins a tie
     else:
         chosen = 0.0
-    policy = OraclePlannerPolicy(model, chosen)
+    policy = OraclePlannerPolicy(user_model, chosen)
     policy.tuning = {"future_weight": chosen, "grid": weights, "validation_reward": rewards,
                      "validation_users": int(validation_users), "validation_first_seed": int(seeds[0]),
                      "env_steps": steps, "tuning_s": time.perf_counter() - start}

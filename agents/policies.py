@@ -57,14 +57,14 @@ def batch_size(obs: Obs) -> int:
     return len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
 
 
-def n_actions(model: Any) -> int:
+def n_actions(user_model: Any) -> int:
     """Choices per slate position: the catalog size, or the candidates per request (M)."""
-    return int(model.m) if model.m else int(model.cfg.n_items)
+    return int(user_model.m) if user_model.m else int(user_model.cfg.n_items)
 
 
-def _shape_actions(model: Any, actions: np.ndarray, prop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _shape_actions(user_model: Any, actions: np.ndarray, prop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, K) actions and propensities in the model's action-space shape ((N,) for Discrete)."""
-    if isinstance(model.action_space, spaces.Discrete):
+    if isinstance(user_model.action_space, spaces.Discrete):
         return actions[:, 0], prop[:, 0]
     return actions, prop
 
@@ -159,10 +159,10 @@ class PopularityPolicy(Policy):
     from ``state.cand``; see the module doc). Deterministic: propensities are 1.
     """
 
-    def __init__(self, model: Any, events: pd.DataFrame | None = None):
-        self.model = model
-        self.n_items = int(model.cfg.n_items)
-        self.k, self.m = int(model.k), int(model.m)
+    def __init__(self, user_model: Any, events: pd.DataFrame | None = None):
+        self.user_model = user_model
+        self.n_items = int(user_model.cfg.n_items)
+        self.k, self.m = int(user_model.k), int(user_model.m)
         if not self.m and self.k > self.n_items:
             raise ConfigError(f"config key 'slate_size' ({self.k}) must be <= n_items ({self.n_items}) "
                               "for the popularity policy")
@@ -197,7 +197,7 @@ class PopularityPolicy(Policy):
     def act(self, obs: Obs, mask: np.ndarray | None = None, *,
             state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         actions = self.greedy(batch_size(obs), state)
-        return _shape_actions(self.model, actions, np.ones(actions.shape))
+        return _shape_actions(self.user_model, actions, np.ones(actions.shape))
 
 
 # ------------------------------------------------------------------------------------- logging
@@ -205,7 +205,7 @@ DEFAULT_EPSILON = 0.3
 DEFAULT_BURN_IN_USERS = 1000  # ~100 random impressions per item of a 500-item catalog over a week: a stable ranking
 
 
-def burn_in_events(model: Any, seed: int | None, n_users: int = DEFAULT_BURN_IN_USERS) -> pd.DataFrame:
+def burn_in_events(user_model: Any, seed: int | None, n_users: int = DEFAULT_BURN_IN_USERS) -> pd.DataFrame:
     """The event log of a random-policy rollout of ``n_users`` burn-in users.
 
     The users are ``burn_in_seeds(seed, n_users)`` (seed + 2 * 10**9 + i, see
@@ -215,8 +215,8 @@ def burn_in_events(model: Any, seed: int | None, n_users: int = DEFAULT_BURN_IN_
     if n_users < 1:
         raise ConfigError(f"policy option 'burn_in_users' must be >= 1, got {n_users!r}")
     seeds = burn_in_seeds(0 if seed is None else seed, n_users)
-    policy = RandomPolicy(model.action_space, n_users, seed=int(seeds[0]))
-    return simulate_log(model, policy, seeds).events.to_pandas()
+    policy = RandomPolicy(user_model.action_space, n_users, seed=int(seeds[0]))
+    return simulate_log(user_model, policy, seeds).events.to_pandas()
 
 
 class LoggingPolicy(Policy):
@@ -234,16 +234,16 @@ class LoggingPolicy(Policy):
     :func:`burn_in_events` (``burn_in_users`` random-policy users with burn-in seeds).
     """
 
-    def __init__(self, model: Any, seed: int | None = None, epsilon: float = DEFAULT_EPSILON,
+    def __init__(self, user_model: Any, seed: int | None = None, epsilon: float = DEFAULT_EPSILON,
                  events: pd.DataFrame | None = None, burn_in_users: int = DEFAULT_BURN_IN_USERS):
         if not (0.0 <= float(epsilon) <= 1.0):  # also rejects NaN
             raise ConfigError(f"logging policy option 'epsilon' must be in [0, 1], got {epsilon!r}")
-        self.model = model
+        self.user_model = user_model
         self.epsilon = float(epsilon)
-        self.n_actions = n_actions(model)
+        self.n_actions = n_actions(user_model)
         if events is None:
-            events = burn_in_events(model, seed, burn_in_users)
-        self.popularity = PopularityPolicy(model, events)
+            events = burn_in_events(user_model, seed, burn_in_users)
+        self.popularity = PopularityPolicy(user_model, events)
         self.reads_hidden_state = self.popularity.reads_hidden_state
         self.rng = np.random.default_rng(seed)
 
@@ -263,7 +263,7 @@ class LoggingPolicy(Policy):
         uniform = (self.rng.random(greedy.shape) * self.n_actions).astype(np.int64)
         actions = np.where(explore, uniform, greedy)
         prop = self.epsilon / self.n_actions + (1.0 - self.epsilon) * (actions == greedy)
-        return _shape_actions(self.model, actions, prop)
+        return _shape_actions(self.user_model, actions, prop)
 
 
 # ------------------------------------------------------------------------------------- oracle
@@ -291,7 +291,7 @@ class OracleGreedyPolicy(RowCachePolicy):
     """Reads the hidden state and shows the items of highest expected immediate reward.
 
     The expected reward of showing item i alone is the model's own formula,
-    ``model.one_item_expected_rewards``: for ShopSim P(click) * (reward_click + P(cart) *
+    ``user_model.one_item_expected_rewards``: for ShopSim P(click) * (reward_click + P(cart) *
     (reward_cart + P(purchase | cart) * (reward_purchase + reward_revenue * price_i))), with
     P(click) = sigmoid(utility - no_click_utility) (a one-item slate, under either choice model),
     every term from :mod:`driftrec.envs.kernels` (its rules), which the simulator's step uses too; for
@@ -305,7 +305,7 @@ class OracleGreedyPolicy(RowCachePolicy):
 
     Speed: in catalog mode every request scores the whole catalog. ShopSim's scores split into a
     part that changes only with the user's interest and price sensitivity
-    (``model.static_scores``) and the terms that move every request (events, boredom, satiety);
+    (``user_model.static_scores``) and the terms that move every request (events, boredom, satiety);
     the first is cached per batch row between requests (checked against the life key, interest
     and price sensitivity, so a stale row is always recomputed). When no term moves (no
     boredom, events or satiation), an unchanged user keeps its slate without any scoring.
@@ -313,15 +313,15 @@ class OracleGreedyPolicy(RowCachePolicy):
 
     reads_hidden_state = True
 
-    def __init__(self, model: Any):
-        self.model = model
-        self.cfg = cfg = model.cfg
-        self.k, self.m = int(model.k), int(model.m)
+    def __init__(self, user_model: Any):
+        self.user_model = user_model
+        self.cfg = cfg = user_model.cfg
+        self.k, self.m = int(user_model.k), int(user_model.m)
         if not self.m and self.k > cfg.n_items:
             raise ConfigError(f"config key 'slate_size' ({self.k}) must be <= n_items ({cfg.n_items}) "
                               "for the oracle-greedy policy")
         self._catalog = np.arange(cfg.n_items, dtype=np.int64)[None, :]
-        self._cacheable = hasattr(model, "static_scores")
+        self._cacheable = hasattr(user_model, "static_scores")
         self._moving = self._cacheable and (cfg.drift_fatigue > 0 or cfg.drift_seasonal > 0
                                             or cfg.satiation_click > 0 or cfg.satiation_purchase > 0)
         self._cache: dict[str, np.ndarray] | None = None
@@ -341,7 +341,7 @@ class OracleGreedyPolicy(RowCachePolicy):
             for lo in range(0, n, step):
                 rows = slice(lo, min(lo + step, n))
                 actions[rows] = top_k_items(self.expected_rewards(state, rows=rows), self.k)
-        return _shape_actions(self.model, actions, np.ones(actions.shape))
+        return _shape_actions(self.user_model, actions, np.ones(actions.shape))
 
     def _cached_catalog_actions(self, state: Any) -> np.ndarray:
         """(N, K) catalog actions, reusing the cached static scores of the rows that did not change."""
@@ -360,14 +360,14 @@ class OracleGreedyPolicy(RowCachePolicy):
                      | (c["interest"] != state.interest).any(axis=1))
         rows = np.flatnonzero(stale)
         if rows.size:
-            c["logit"][rows], c["value"][rows] = self.model.static_scores(state, self._catalog, rows)
+            c["logit"][rows], c["value"][rows] = self.user_model.static_scores(state, self._catalog, rows)
             c["key"][rows], c["interest"][rows], c["sens"][rows] = state.key[rows], state.interest[rows], \
                 state.price_sens[rows]
         if self._moving:  # boredom, events or satiety move every request: score every row
-            c["actions"][:] = top_k_items(self.model.rewards_from_static(state, self._catalog, c["logit"], c["value"]),
-                                          self.k)
+            rewards = self.user_model.rewards_from_static(state, self._catalog, c["logit"], c["value"])
+            c["actions"][:] = top_k_items(rewards, self.k)
         elif rows.size:
-            scores = self.model.rewards_from_static(state, self._catalog, c["logit"][rows], c["value"][rows], rows)
+            scores = self.user_model.rewards_from_static(state, self._catalog, c["logit"][rows], c["value"][rows], rows)
             c["actions"][rows] = top_k_items(scores, self.k)
         return c["actions"].copy()
 
@@ -381,15 +381,15 @@ class OracleGreedyPolicy(RowCachePolicy):
         rows = slice(None) if rows is None else rows
         if items is None:
             items = np.asarray(state.cand)[rows] if self.m else self._catalog
-        return self.model.one_item_expected_rewards(state, items, rows)
+        return self.user_model.one_item_expected_rewards(state, items, rows)
 
     def click_values(self, state: Any, items: np.ndarray) -> np.ndarray:
         """(N, X) expected reward of the step given that the user clicks item ``items[n, x]``."""
-        return self.model.click_values(state, np.asarray(items, dtype=np.int64))
+        return self.user_model.click_values(state, np.asarray(items, dtype=np.int64))
 
     def slate_expected_reward(self, state: Any, items: np.ndarray) -> np.ndarray:
         """(N,) exact expected immediate reward of showing the slates ``items`` (N, K) of item ids:
-        the choice probabilities of ``model.choice_probs`` times the value of each click."""
+        the choice probabilities of ``user_model.choice_probs`` times the value of each click."""
         items = np.asarray(items, dtype=np.int64).reshape(len(state.t), -1)
-        probs = self.model.choice_probs(state, items)[:, :-1]
+        probs = self.user_model.choice_probs(state, items)[:, :-1]
         return (probs * self.click_values(state, items)).sum(axis=1)

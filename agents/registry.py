@@ -30,34 +30,34 @@ if TYPE_CHECKING:
 PolicyFactory = Callable[..., Policy]
 
 
-def _random(model: Any, n_users: int, seed: int | None) -> Policy:
-    return RandomPolicy(model.action_space, n_users, seed)
+def _random(user_model: Any, n_users: int, seed: int | None) -> Policy:
+    return RandomPolicy(user_model.action_space, n_users, seed)
 
 
-def _popularity(model: Any, n_users: int, seed: int | None, events: pd.DataFrame | None = None,
+def _popularity(user_model: Any, n_users: int, seed: int | None, events: pd.DataFrame | None = None,
                 burn_in_users: int = DEFAULT_BURN_IN_USERS) -> Policy:
     """Popularity from ``events``, or from a random burn-in log (see :func:`burn_in_events`)."""
     if events is None:
-        events = burn_in_events(model, seed, burn_in_users)
-    return PopularityPolicy(model, events)
+        events = burn_in_events(user_model, seed, burn_in_users)
+    return PopularityPolicy(user_model, events)
 
 
-def _oracle(model: Any, n_users: int, seed: int | None) -> Policy:
-    return OracleGreedyPolicy(model)
+def _oracle(user_model: Any, n_users: int, seed: int | None) -> Policy:
+    return OracleGreedyPolicy(user_model)
 
 
-def _oracle_planner(model: Any, n_users: int, seed: int | None, future_weight: float | None = None,
+def _oracle_planner(user_model: Any, n_users: int, seed: int | None, future_weight: float | None = None,
                     validation_users: int | None = None, grid: list[float] | tuple[float, ...] | None = None) -> Policy:
     """oracle-planner with ``future_weight``, or tuned on the run's validation users (seed ``seed``)."""
     if future_weight is not None:
-        return OraclePlannerPolicy(model, future_weight)
-    return tune_planner(model, seed, DEFAULT_VALIDATION_USERS if validation_users is None else validation_users,
+        return OraclePlannerPolicy(user_model, future_weight)
+    return tune_planner(user_model, seed, DEFAULT_VALIDATION_USERS if validation_users is None else validation_users,
                         DEFAULT_GRID if grid is None else grid)
 
 
-def _logging(model: Any, n_users: int, seed: int | None, epsilon: float = DEFAULT_EPSILON,
+def _logging(user_model: Any, n_users: int, seed: int | None, epsilon: float = DEFAULT_EPSILON,
              events: pd.DataFrame | None = None, burn_in_users: int = DEFAULT_BURN_IN_USERS) -> Policy:
-    return LoggingPolicy(model, seed, epsilon=epsilon, events=events, burn_in_users=burn_in_users)
+    return LoggingPolicy(user_model, seed, epsilon=epsilon, events=events, burn_in_users=burn_in_users)
 
 
 POLICIES: dict[str, PolicyFactory] = {
@@ -72,8 +72,8 @@ popularity ``events``, ``burn_in_users``; logging ``epsilon``, ``events``, ``bur
 oracle-planner ``future_weight`` (fixed, no tuning), ``validation_users``, ``grid``."""
 
 
-def make_policy(name: str, model: Any, n_users: int, seed: int | None = None, **options: Any) -> Policy:
-    """The policy called ``name`` for ``n_users`` users of ``model``, with its ``options``.
+def make_policy(name: str, user_model: Any, n_users: int, seed: int | None = None, **options: Any) -> Policy:
+    """The policy called ``name`` for ``n_users`` users of ``user_model``, with its ``options``.
 
     Unknown names and options the policy does not take raise ConfigError (one line).
     """
@@ -87,5 +87,5 @@ def make_policy(name: str, model: Any, n_users: int, seed: int | None = None, **
         if not takes_any and option not in accepted:
             takes = f"takes {', '.join(accepted)}" if accepted else "takes no options"
             raise ConfigError(f"policy '{name}' has no option '{option}' ({takes})")
-    return factory(model, n_users, seed, **options)
+    return factory(user_model, n_users, seed, **options)
 

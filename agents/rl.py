@@ -74,10 +74,10 @@ from driftrec.agents.item_scoring import (
 )
 from driftrec.agents.model_file import check_agent_file, check_supervised_file, unreadable
 from driftrec.envs.config import ConfigError, SimConfig, read_yaml_mapping
-from driftrec.envs.model import build_model
 from driftrec.envs.policy import Policy
 from driftrec.envs.presets import PRESETS
 from driftrec.envs.rollout import VALIDATION_SEED_OFFSET, validation_seeds
+from driftrec.envs.user_model import build_user_model
 
 __all__ = ["ALGORITHMS", "ITEM_SCORING_POLICY", "VALIDATION_SEED_OFFSET", "HeldOutUsers", "SB3Policy", "build_agent",
            "load_agent", "policy_class", "save_agent", "validation_seeds"]
@@ -320,7 +320,7 @@ def resolved_hyperparams(algo: str, hyperparams: Mapping[str, Any]) -> dict[str,
 
 def build_agent(algo: str, venv: VecEnv, hyperparams: Mapping[str, Any], seed: int | None,
                 tensorboard_log: str | None = None, *, verbose: int = 0, device: str = "cpu",
-                sim_model: Any = None) -> BaseAlgorithm:
+                user_model: Any = None) -> BaseAlgorithm:
     """An untrained SB3 model of ``algo`` on ``venv`` from rl-zoo3-style ``hyperparams``.
 
     ``n_timesteps`` and ``n_envs`` are for the caller (the training budget and ``venv``'s size)
@@ -329,7 +329,7 @@ def build_agent(algo: str, venv: VecEnv, hyperparams: Mapping[str, Any], seed: i
     GRU extractor unless ``policy_kwargs`` names another. ``device`` defaults to the CPU: these
     networks are small, and SB3 itself advises the CPU for MLP policies.
 
-    ``policy: ItemScoringPolicy`` reads the catalog of ``sim_model`` (default: the model of the
+    ``policy: ItemScoringPolicy`` reads the catalog of ``user_model`` (default: the model of the
     driftrec VecEnv under ``venv``'s wrappers) into ``policy_kwargs['catalog']``.
     """
     cls = algorithm(algo)
@@ -353,12 +353,13 @@ def build_agent(algo: str, venv: VecEnv, hyperparams: Mapping[str, Any], seed: i
     kwargs = {k: _coerce(algo, k, v, params[k].default) for k, v in hp.items() if k not in ZOO_KEYS}
     kwargs["policy_kwargs"] = _policy_kwargs(algo, policy, hp.get("policy_kwargs"), venv.observation_space)
     if item_scoring and "catalog" not in kwargs["policy_kwargs"]:
-        sim_model = sim_model if sim_model is not None else getattr(getattr(venv, "unwrapped", venv), "model", None)
-        if sim_model is None:
-            raise ConfigError(f"{ITEM_SCORING_POLICY} needs the simulator's catalog: pass sim_model= to build_agent "
+        if user_model is None:
+            user_model = getattr(getattr(venv, "unwrapped", venv), "user_model", None)
+        if user_model is None:
+            raise ConfigError(f"{ITEM_SCORING_POLICY} needs the simulator's catalog: pass user_model= to build_agent "
                               "(a driftrec VecEnv carries it)")
         try:
-            kwargs["policy_kwargs"]["catalog"] = catalog_kwargs(sim_model)
+            kwargs["policy_kwargs"]["catalog"] = catalog_kwargs(user_model)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     try:
@@ -379,18 +380,18 @@ class SB3Policy(Policy):
     reads_hidden_state = False
     uses_mask = False
 
-    def __init__(self, model: BaseAlgorithm, deterministic: bool = True):
-        self.model = model
+    def __init__(self, agent: BaseAlgorithm, deterministic: bool = True):
+        self.agent = agent
         self.deterministic = deterministic
-        self.uses_mask = isinstance(model, MaskablePPO)
+        self.uses_mask = isinstance(agent, MaskablePPO)
 
     def act(self, obs: np.ndarray | dict[str, np.ndarray], mask: np.ndarray | None = None, *,
             state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Actions of the model for a batch of observations."""
         if self.uses_mask:
-            actions, _ = self.model.predict(obs, action_masks=mask, deterministic=self.deterministic)  # type: ignore[call-arg]
+            actions, _ = self.agent.predict(obs, action_masks=mask, deterministic=self.deterministic)  # type: ignore[call-arg]
         else:
-            actions, _ = self.model.predict(obs, deterministic=self.deterministic)
+            actions, _ = self.agent.predict(obs, deterministic=self.deterministic)
         return np.asarray(actions, dtype=np.int64), None
 
     def reset(self, n_users: int) -> None:
@@ -419,24 +420,24 @@ def space_text(space: spaces.Space) -> str:
     return str(space)
 
 
-def env_spec(cfg: SimConfig, model: Any | None = None) -> dict[str, Any]:
+def env_spec(cfg: SimConfig, user_model: Any | None = None) -> dict[str, Any]:
     """The environment part of a spec: spaces (as text) and the observation layout."""
-    model = model if model is not None else build_model(cfg)
+    user_model = user_model if user_model is not None else build_user_model(cfg)
     return {
-        "observation_space": space_text(model.observation_space),
-        "action_space": space_text(model.action_space),
-        "layout": {name: [s.start, s.stop] for name, s in model.layout.slices().items()},
+        "observation_space": space_text(user_model.observation_space),
+        "action_space": space_text(user_model.action_space),
+        "layout": {name: [s.start, s.stop] for name, s in user_model.layout.slices().items()},
     }
 
 
-def save_agent(model: BaseAlgorithm, out: str | Path, spec: Mapping[str, Any]) -> Path:
+def save_agent(agent: BaseAlgorithm, out: str | Path, spec: Mapping[str, Any]) -> Path:
     """Write ``out/model.zip`` then ``out/spec.yaml`` (each atomically; the spec last, so a folder
     with a spec holds a complete model). Returns the model path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "model.zip"
     partial = out / "model.zip.partial"
-    model.save(partial)
+    agent.save(partial)
     os.replace(partial, path)
     _write_yaml(out / "spec.yaml", dict(spec))
     return path
@@ -492,14 +493,14 @@ def spec_config(spec: Mapping[str, Any]) -> SimConfig:
     return SimConfig.from_dict({k: v for k, v in dict(spec["config"]).items() if k in known})
 
 
-def check_env_spec(spec: Mapping[str, Any], cfg: SimConfig, model: BaseAlgorithm | None = None) -> list[str]:
+def check_env_spec(spec: Mapping[str, Any], cfg: SimConfig, agent: BaseAlgorithm | None = None) -> list[str]:
     """Raise EnvSpecError (one line naming what differs) when ``cfg``'s spaces differ from those
     the spec's model was trained on; returns notes on harmless-looking differences (a catalog
     mode model meeting a different catalog) for the caller to print."""
     trained = spec_config(spec)
-    here = build_model(cfg)
-    obs_space = model.observation_space if model is not None else None
-    act_space = model.action_space if model is not None else None
+    here = build_user_model(cfg)
+    obs_space = agent.observation_space if agent is not None else None
+    act_space = agent.action_space if agent is not None else None
     spec_env = spec.get("env", {})
     same_obs = (obs_space == here.observation_space) if obs_space is not None else \
         spec_env.get("observation_space") == space_text(here.observation_space)
@@ -519,7 +520,7 @@ def check_env_spec(spec: Mapping[str, Any], cfg: SimConfig, model: BaseAlgorithm
         raise EnvSpecError(f"the model was trained on a different environment ({'; '.join(what)})"
                            + (f": {because}" if because else ""))
     notes = []
-    if cfg.action_mode == "catalog" and not _same_catalog(build_model(trained).world, here.world):
+    if cfg.action_mode == "catalog" and not _same_catalog(build_user_model(trained).world, here.world):
         keys = [k for k in diff if k in _CATALOG_KEYS] or ["the catalog"]
         notes.append(f"the catalog differs from training's ({', '.join(keys)}): item ids name different items")
     return notes
@@ -531,9 +532,9 @@ _CATALOG_KEYS = ("world_seed", "n_items", "n_categories", "topic_dim", "topic_no
 
 def _shapes_spaces(cfg: SimConfig, key: str, value: Any) -> bool:
     """Whether setting ``key`` alone to ``value`` changes the spaces or layout of ``cfg``."""
-    base = build_model(cfg)
+    base = build_user_model(cfg)
     try:
-        other = build_model(dataclasses.replace(cfg, **{key: value}))
+        other = build_user_model(dataclasses.replace(cfg, **{key: value}))
     except ConfigError:  # e.g. n_items below n_categories: the key matters
         return True
     return (other.observation_space != base.observation_space or other.action_space != base.action_space

@@ -30,7 +30,7 @@ needs the request's candidates, which no log holds: ``source="rollout"`` then co
 observations by running the teacher in the simulator on training users (their requests count as
 environment interaction: :attr:`WarmStartReport.env_steps`).
 
-In a run: ``run_train(config, callbacks=[WarmStart(teacher, sim_model, events=logs)])``
+In a run: ``run_train(config, callbacks=[WarmStart(teacher, user_model, events=logs)])``
 distils before the first RL step (:class:`WarmStart`); or call :func:`warm_start` on a built agent.
 """
 
@@ -52,10 +52,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from driftrec.agents.supervised.base import SupervisedModel
+from driftrec.agents.supervised.base import SupervisedNetwork
 from driftrec.agents.supervised.data import FeatureSpec, build_examples
 from driftrec.agents.supervised.policy import SupervisedPolicy
-from driftrec.agents.supervised.registry import load_model
+from driftrec.agents.supervised.registry import load_network
 from driftrec.envs.config import ConfigError
 from driftrec.envs.events import load_events, load_users
 from driftrec.envs.policy import Policy
@@ -89,25 +89,25 @@ class WarmStartReport:
 
 
 def load_teacher(teacher: Any) -> Any:
-    """A :class:`~driftrec.agents.supervised.SupervisedModel`, from itself, a run folder of
+    """A :class:`~driftrec.agents.supervised.SupervisedNetwork`, from itself, a run folder of
     ``driftrec train mlp|gru|transformer`` (holding ``model.pt``) or the ``model.pt`` file."""
-    if isinstance(teacher, SupervisedModel):
+    if isinstance(teacher, SupervisedNetwork):
         return teacher
     path = Path(teacher)
-    return load_model(path / "model.pt" if path.is_dir() else path)
+    return load_network(path / "model.pt" if path.is_dir() else path)
 
 
 # ------------------------------------------------------------------------------------- observations
-def _observations_from_logs(events: pd.DataFrame, users: pd.DataFrame | None, teacher: Any, sim_model: Any,
+def _observations_from_logs(events: pd.DataFrame, users: pd.DataFrame | None, teacher: Any, user_model: Any,
                             gamma: float, rng: np.random.Generator, max_observations: int) -> tuple[Any, np.ndarray]:
     """(observations as the simulator shows them, discounted return of each) of the logged requests."""
-    cfg = sim_model.cfg
-    if sim_model.m:
+    cfg = user_model.cfg
+    if user_model.m:
         raise ConfigError("a warm start from logs needs catalog mode: the log does not hold each request's "
                           "candidates; use source='rollout'")
     if cfg.obs_mode not in ("features", "history"):
         raise ConfigError(f"a warm start from logs needs obs_mode features or history, not {cfg.obs_mode!r}")
-    spec = FeatureSpec.from_model(sim_model)
+    spec = FeatureSpec.from_user_model(user_model)
     why = teacher.spec.mismatch(spec, teacher.sequence)
     if why:
         raise ConfigError(f"the {teacher.kind} model cannot read this simulator's observations: {why}")
@@ -115,7 +115,7 @@ def _observations_from_logs(events: pd.DataFrame, users: pd.DataFrame | None, te
     if len(ex) == 0:
         raise ConfigError("the log holds no request to warm-start from")
     # the reward of each request: its impressions' clicks and purchases, weighted as the simulator's
-    price = np.asarray(sim_model.world.price)[ex.item]
+    price = np.asarray(user_model.world.price)[ex.item]
     earned = cfg.reward_click * ex.click + ex.purchase * (cfg.reward_purchase + cfg.reward_revenue * price)
     per_request = pd.DataFrame({"user_id": ex.user_id, "time": ex.time, "reward": earned}) \
         .groupby(["user_id", "time"], sort=False)["reward"].sum()
@@ -127,7 +127,7 @@ def _observations_from_logs(events: pd.DataFrame, users: pd.DataFrame | None, te
     if len(rows) > max_observations:
         rows = np.sort(rng.choice(rows, size=max_observations, replace=False))
     n = len(rows)
-    flat = np.zeros((n, sim_model.layout.size), dtype=np.float32)
+    flat = np.zeros((n, user_model.layout.size), dtype=np.float32)
     flat[:, :spec.user_dim] = ex.user[rows]
     if cfg.obs_mode == "history":
         obs: Any = {"features": flat, "item_ids": ex.hist_item[rows].astype(np.int64),
@@ -141,8 +141,8 @@ class _Demographics:
     """Fresh random demographic buckets, at every batch, for the requests whose user's demographics
     the log does not know: the teacher cannot read them there, so neither should the agent."""
 
-    def __init__(self, obs: Any, sim_model: Any, rng: np.random.Generator):
-        self.columns = sim_model.layout["demographics"]
+    def __init__(self, obs: Any, user_model: Any, rng: np.random.Generator):
+        self.columns = user_model.layout["demographics"]
         self.unknown = ~np.asarray(_flat(obs)[:, self.columns]).any(axis=1)
         self.rng = rng
 
@@ -200,12 +200,12 @@ class _Recorder(Policy):
         return self.teacher.act(obs, mask, state=state)
 
 
-def _observations_from_rollout(teacher_policy: Any, sim_model: Any, users: int, seed: int,
+def _observations_from_rollout(teacher_policy: Any, user_model: Any, users: int, seed: int,
                                rng: np.random.Generator, max_observations: int) -> tuple[Any, np.ndarray, int]:
     """Observations of the teacher serving ``users`` training users, its expected rewards there, and
     the requests spent."""
     recorder = _Recorder(teacher_policy)
-    rollout(sim_model, recorder, train_seeds(seed, users))
+    rollout(user_model, recorder, train_seeds(seed, users))
     obs = _concat_obs(recorder.obs)
     rewards = np.concatenate(recorder.rewards)
     n = len(rewards)
@@ -270,16 +270,16 @@ def _teacher_targets(reward: np.ndarray, k: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- warm start
-def warm_start(agent: BaseAlgorithm, teacher: Any, sim_model: Any, *,
+def warm_start(agent: BaseAlgorithm, teacher: Any, user_model: Any, *,
                events: pd.DataFrame | str | Path | None = None, users_table: pd.DataFrame | None = None,
                source: str | None = None, users: int = 500, seed: int = 0, steps: int = 500, batch_size: int = 256,
                lr: float = 1e-3, sharpness: float = 2.0, smoothing: float = 0.2, value_weight: float = 0.5,
                max_observations: int = 20_000, holdout: float = 0.1) -> WarmStartReport:
     """Initialise ``agent`` (built, untrained or not) to act as the supervised ``teacher`` does.
 
-    :param agent: an SB3 PPO, A2C, MaskablePPO, DQN or QR-DQN on ``sim_model``'s spaces
-    :param teacher: a SupervisedModel, its run folder (``model.pt`` inside) or its ``model.pt``
-    :param sim_model: the simulator (``driftrec.envs.model.build_model``) the agent acts in
+    :param agent: an SB3 PPO, A2C, MaskablePPO, DQN or QR-DQN on ``user_model``'s spaces
+    :param teacher: a SupervisedNetwork, its run folder (``model.pt`` inside) or its ``model.pt``
+    :param user_model: the simulator (``driftrec.envs.user_model.build_user_model``) the agent acts in
     :param events: the event log the teacher was trained on (a DataFrame or a Parquet path)
     :param users_table: the log's users table (demographics); read from beside ``events`` when that is a path
     :param source: ``"logs"`` (default when ``events`` is given): the logged requests;
@@ -298,8 +298,8 @@ def warm_start(agent: BaseAlgorithm, teacher: Any, sim_model: Any, *,
     :returns: a :class:`WarmStartReport`
     """
     start = time.perf_counter()
-    model = load_teacher(teacher)
-    policy = SupervisedPolicy(model, sim_model)
+    network = load_teacher(teacher)
+    policy = SupervisedPolicy(network, user_model)
     if isinstance(events, (str, Path)):
         if users_table is None:
             users_table = load_users(events)  # beside the log when it has one
@@ -310,19 +310,19 @@ def warm_start(agent: BaseAlgorithm, teacher: Any, sim_model: Any, *,
     if source == "logs":
         if events is None:
             raise ConfigError("source='logs' needs events= (the log the teacher was trained on)")
-        obs, returns = _observations_from_logs(events, users_table, model, sim_model, gamma, rng,
+        obs, returns = _observations_from_logs(events, users_table, network, user_model, gamma, rng,
                                                max_observations)
         reward = policy.expected_reward(obs)
         env_steps = 0
     elif source == "rollout":
-        obs, reward, env_steps = _observations_from_rollout(policy, sim_model, users, seed, rng, max_observations)
+        obs, reward, env_steps = _observations_from_rollout(policy, user_model, users, seed, rng, max_observations)
         returns = np.full(len(reward), np.nan, dtype=np.float32)  # the teacher's returns are not recorded
     else:
         raise ConfigError(f"warm start source must be 'logs' or 'rollout', got {source!r}")
     n = len(returns)
-    demographics = _Demographics(obs, sim_model, rng)
+    demographics = _Demographics(obs, user_model, rng)
     value_based = isinstance(agent, DQN | QRDQN)
-    targets = _teacher_targets(reward, int(sim_model.k))
+    targets = _teacher_targets(reward, int(user_model.k))
     perm = rng.permutation(n)
     n_held = min(max(int(round(holdout * n)), 1), n - 1) if n > 1 else 0
     held, train = perm[:n_held], perm[n_held:]
@@ -362,7 +362,7 @@ def warm_start(agent: BaseAlgorithm, teacher: Any, sim_model: Any, *,
     elif isinstance(agent, QRDQN):
         agent.policy.quantile_net_target.load_state_dict(agent.policy.quantile_net.state_dict())
     agreement = _agreement(agent, demographics.fill(_index_obs(obs, held), held), targets[held])
-    return WarmStartReport(teacher=model.kind, source=source, observations=n, steps=steps,
+    return WarmStartReport(teacher=network.kind, source=source, observations=n, steps=steps,
                            seconds=time.perf_counter() - start, env_steps=env_steps, agreement=agreement,
                            loss=curve)
 
@@ -409,18 +409,18 @@ def _agreement(agent: BaseAlgorithm, obs: Any, targets: np.ndarray) -> float:
 class WarmStart(BaseCallback):
     """An SB3 callback that warm-starts the agent when its training starts (see :func:`warm_start`).
 
-    ``run_train(config, callbacks=[WarmStart(teacher, sim_model, events=logs)])``; the report is in
+    ``run_train(config, callbacks=[WarmStart(teacher, user_model, events=logs)])``; the report is in
     :attr:`report` once training has begun. Keyword arguments go to :func:`warm_start`.
     """
 
-    def __init__(self, teacher: Any, sim_model: Any, **kwargs: Any):
+    def __init__(self, teacher: Any, user_model: Any, **kwargs: Any):
         super().__init__()
-        self.teacher, self.sim_model, self.kwargs = teacher, sim_model, kwargs
+        self.teacher, self.user_model, self.kwargs = teacher, user_model, kwargs
         self.report: WarmStartReport | None = None
 
     def _on_training_start(self) -> None:
         if self.report is None:  # once, even if learn() is called again
-            self.report = warm_start(self.model, self.teacher, self.sim_model, **self.kwargs)
+            self.report = warm_start(self.model, self.teacher, self.user_model, **self.kwargs)
 
     def _on_step(self) -> bool:
         return True

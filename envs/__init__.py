@@ -26,8 +26,8 @@ if ENV_ID not in gym.registry:
 # name -> the module that defines it, loaded on first use: the simulator compiles numba kernels
 # and the vector shells import stable-baselines3 and so torch (seconds), which the configs, the
 # presets and `driftrec --help` don't need
-_LAZY = {"ShopSimEnv": "driftrec.envs.shopsim", "build_model": "driftrec.envs.model",
-         "model_for": "driftrec.envs.model", "ShopSimVecEnv": "driftrec.envs.vector",
+_LAZY = {"ShopSimEnv": "driftrec.envs.shopsim", "build_user_model": "driftrec.envs.user_model",
+         "user_model_for": "driftrec.envs.user_model", "ShopSimVecEnv": "driftrec.envs.vector",
          "ShopSimVectorEnv": "driftrec.envs.vector",
          "make_vec_env": "driftrec.envs.vector"}
 
@@ -39,4 +39,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ENV_ID", "PRESETS", "ConfigError", "ShopSimEnv", "ShopSimVecEnv", "ShopSimVectorEnv",
-           "SimConfig", "build_model", "make_vec_env", "model_for", "preset_config"]
+           "SimConfig", "build_user_model", "make_vec_env", "user_model_for", "preset_config"]

@@ -114,8 +114,8 @@ def users_path(events_path: str | os.PathLike[str]) -> Path:
     return path.with_name(f"{stem}.users.parquet")
 
 
-def simulated_users(model: Any, user_ids: np.ndarray, batch: int = 65_536) -> pa.Table:
-    """The users table (:data:`USER_SCHEMA`) of simulated users: the demographics ``model`` gives
+def simulated_users(user_model: Any, user_ids: np.ndarray, batch: int = 65_536) -> pa.Table:
+    """The users table (:data:`USER_SCHEMA`) of simulated users: the demographics ``user_model`` gives
     the first life of each seed in ``user_ids``.
 
     A simulated log names each user by its seed (``driftrec.envs.rollout.rollout`` records
@@ -125,12 +125,12 @@ def simulated_users(model: Any, user_ids: np.ndarray, batch: int = 65_536) -> pa
     the table is empty.
     """
     ids = np.unique(np.asarray(user_ids, dtype=np.int64).reshape(-1))
-    if not _has_demographics(model) or not ids.size:
+    if not _has_demographics(user_model) or not ids.size:
         return USER_SCHEMA.empty_table()
     codes = np.empty((ids.size, len(DEMOGRAPHICS)), dtype=np.int8)
     for lo in range(0, ids.size, batch):
         part = ids[lo:lo + batch]
-        demo = model.init(user_keys(part), np.zeros(part.size, dtype=np.int64)).demo
+        demo = user_model.init(user_keys(part), np.zeros(part.size, dtype=np.int64)).demo
         start = 0
         for j, (_, width) in enumerate(DEMOGRAPHICS):
             codes[lo:lo + part.size, j] = demo[:, start:start + width].argmax(axis=1)
@@ -139,24 +139,24 @@ def simulated_users(model: Any, user_ids: np.ndarray, batch: int = 65_536) -> pa
                                 schema=USER_SCHEMA)
 
 
-def _has_demographics(model: Any) -> bool:
-    layout = getattr(model, "layout", None)
+def _has_demographics(user_model: Any) -> bool:
+    layout = getattr(user_model, "layout", None)
     return layout is not None and "demographics" in layout
 
 
 class EventRecorder:
-    """Accumulates the events of batched steps of ``model`` as columnar numpy chunks.
+    """Accumulates the events of batched steps of ``user_model`` as columnar numpy chunks.
 
     ``record`` costs a few vectorised numpy calls per step (no per-event Python); ``to_table``
     concatenates and sorts once at the end. ``users_table`` gives the users table of the users
     recorded, which must be named by their seeds (as :func:`driftrec.envs.rollout.rollout` does).
     """
 
-    def __init__(self, model: Any):
-        self.model = model
-        self._category = np.asarray(model.world.category)
-        self._price = np.asarray(model.world.price, dtype=np.float64)
-        cfg = model.cfg
+    def __init__(self, user_model: Any):
+        self.user_model = user_model
+        self._category = np.asarray(user_model.world.category)
+        self._price = np.asarray(user_model.world.price, dtype=np.float64)
+        cfg = user_model.cfg
         self._recsim = cfg.model == "recsim-ie"
         self._reward_click, self._reward_cart = float(cfg.reward_click), float(cfg.reward_cart)
         self._reward_purchase, self._reward_revenue = float(cfg.reward_purchase), float(cfg.reward_revenue)
@@ -258,7 +258,7 @@ class EventRecorder:
         from :func:`simulated_users` (so ``user_id`` must be each user's seed, as the rollout records it)."""
         if not self._chunks:
             return USER_SCHEMA.empty_table()
-        return simulated_users(self.model, np.concatenate([c["user_id"] for c in self._chunks]))
+        return simulated_users(self.user_model, np.concatenate([c["user_id"] for c in self._chunks]))
 
     def write_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Write the events to ``path`` and their users table beside it (:func:`users_path`),

@@ -36,7 +36,7 @@ class Policy:
       (an oracle), not a deployable one, whatever it scores; the one exception is built in: in
       candidates mode popularity and logging read ``state.cand`` alone, the ids of the items
       retrieved for the request, which a shop's ranker knows.
-    - ``uses_mask``: only then is ``model.action_masks(state)`` passed as ``mask``.
+    - ``uses_mask``: only then is ``user_model.action_masks(state)`` passed as ``mask``.
     - ``learns_online``: only then does the rollout record the events of the users it serves
       and hand them to ``update`` as it goes (every few batch steps), as a deployed recommender
       would receive its shop's logs.

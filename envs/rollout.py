@@ -142,12 +142,12 @@ class UserStats:
                    n_categories=parts[0].n_categories)
 
 
-def horizon_days(model: Any) -> int:
+def horizon_days(user_model: Any) -> int:
     """Columns of ``UserStats.daily_reward``: the days a request can fall on."""
-    return max(1, math.ceil(model.cfg.horizon_days))
+    return max(1, math.ceil(user_model.cfg.horizon_days))
 
 
-def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
+def rollout(user_model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
             recorder: EventRecorder | None = None, on_done: Callable[[int], Any] | None = None,
             batch: int = 4096, update_every: int = 8) -> UserStats:
     """Run ``policy`` on the users of ``seeds`` (one life each) until every life is over.
@@ -156,7 +156,7 @@ def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
     a quarter of it is done, the done users are dropped (so a few long lives do not keep the whole
     batch stepping). Before each group, ``policy.reset(len(group))``; when users are dropped,
     ``policy.keep_rows(rows)`` names the rows that stay. The policy gets ``state=`` (the batch
-    state) only if its ``reads_hidden_state`` is true, and ``model.action_masks(state)`` as
+    state) only if its ``reads_hidden_state`` is true, and ``user_model.action_masks(state)`` as
     ``mask`` only if its ``uses_mask`` is true. ``recorder`` (an EventRecorder) receives every
     event, with user_id = seed and the policy's propensities; ``on_done(k)`` hears when k more
     users finish. A policy whose ``learns_online`` is true gets the new events of its users
@@ -166,11 +166,11 @@ def rollout(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if batch < 1 or update_every < 1:
         raise ValueError(f"batch and update_every must be >= 1, got {batch} and {update_every}")
-    feed = _OnlineFeed(model, policy, update_every) if getattr(policy, "learns_online", False) else None
-    parts = [_rollout_group(model, policy, seeds[lo:lo + batch], recorder, on_done, feed)
+    feed = _OnlineFeed(user_model, policy, update_every) if getattr(policy, "learns_online", False) else None
+    parts = [_rollout_group(user_model, policy, seeds[lo:lo + batch], recorder, on_done, feed)
              for lo in range(0, len(seeds), batch)]
     if not parts:
-        parts = [_rollout_group(model, policy, seeds, recorder, on_done, feed)]
+        parts = [_rollout_group(user_model, policy, seeds, recorder, on_done, feed)]
     return parts[0] if len(parts) == 1 else UserStats.concat(parts)
 
 
@@ -183,7 +183,8 @@ class SimulatedLog:
     events: pa.Table | None  # every event (EVENT_SCHEMA), sorted by user and time; None when streamed to a writer
 
 
-def simulate_log(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *, writer: EventWriter | None = None,
+def simulate_log(user_model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], *,
+                 writer: EventWriter | None = None,
                  batch: int = 4096, on_done: Callable[[int], Any] | None = None) -> SimulatedLog:
     """The event log of ``policy`` serving the users of ``seeds`` (one :func:`rollout`).
 
@@ -197,10 +198,10 @@ def simulate_log(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], 
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    recorder = EventRecorder(model)
+    recorder = EventRecorder(user_model)
     parts, n_events = [], 0
     for lo in range(0, max(len(seeds), 1), batch):
-        parts.append(rollout(model, policy, seeds[lo:lo + batch], recorder=recorder, batch=batch, on_done=on_done))
+        parts.append(rollout(user_model, policy, seeds[lo:lo + batch], recorder=recorder, batch=batch, on_done=on_done))
         if writer is not None:
             n_events += recorder.n_events
             writer.write(recorder.to_table())
@@ -211,11 +212,11 @@ def simulate_log(model: Any, policy: Policy, seeds: np.ndarray | Sequence[int], 
     return SimulatedLog(UserStats.concat(parts), recorder.n_events, recorder.to_table())
 
 
-def policy_act(policy: Policy, model: Any, state: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """``policy``'s actions and propensities for the batch ``state`` of ``model``: it sees the
+def policy_act(policy: Policy, user_model: Any, state: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``policy``'s actions and propensities for the batch ``state`` of ``user_model``: it sees the
     observation, plus the action mask if its ``uses_mask`` and the state if its ``reads_hidden_state``."""
-    obs = model.observe(state)
-    mask = model.action_masks(state) if getattr(policy, "uses_mask", False) else None
+    obs = user_model.observe(state)
+    mask = user_model.action_masks(state) if getattr(policy, "uses_mask", False) else None
     if getattr(policy, "reads_hidden_state", False):
         return policy.act(obs, mask, state=state)
     return policy.act(obs, mask)
@@ -224,8 +225,8 @@ def policy_act(policy: Policy, model: Any, state: Any) -> tuple[np.ndarray, np.n
 class _OnlineFeed:
     """Records the events a learning policy's users make and hands them to ``policy.update``."""
 
-    def __init__(self, model: Any, policy: Policy, every: int):
-        self.recorder, self.policy, self.every, self.steps = EventRecorder(model), policy, every, 0
+    def __init__(self, user_model: Any, policy: Policy, every: int):
+        self.recorder, self.policy, self.every, self.steps = EventRecorder(user_model), policy, every, 0
 
     def record(self, out: Any, user_id: np.ndarray, propensity: np.ndarray | None, active: np.ndarray) -> None:
         self.recorder.record(out, user_id, propensity, active)
@@ -240,12 +241,12 @@ class _OnlineFeed:
             self.policy.update(events)
 
 
-def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: EventRecorder | None,
+def _rollout_group(user_model: Any, policy: Policy, seeds: np.ndarray, recorder: EventRecorder | None,
                    on_done: Callable[[int], Any] | None, feed: _OnlineFeed | None = None) -> UserStats:
     """One group of users stepped together to the end (see :func:`rollout`)."""
-    n, days = len(seeds), horizon_days(model)
-    world = model.world
-    n_items, n_cat = len(world.category), int(model.n_cat)
+    n, days = len(seeds), horizon_days(user_model)
+    world = user_model.world
+    n_items, n_cat = len(world.category), int(user_model.n_cat)
     i64 = np.int64
     reward, revenue, watch = np.zeros(n), np.zeros(n), np.zeros(n)
     clicks, carts, purchases = np.zeros(n, dtype=i64), np.zeros(n, dtype=i64), np.zeros(n, dtype=i64)
@@ -258,7 +259,7 @@ def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: Even
     category = np.ascontiguousarray(world.category, dtype=np.int64)
 
     policy.reset(n)
-    state = model.init(user_keys(seeds), np.zeros(n, dtype=i64)) if n else None
+    state = user_model.init(user_keys(seeds), np.zeros(n, dtype=i64)) if n else None
     row = np.arange(n)  # row of each batch slot in the per-user arrays
     active = np.ones(n, dtype=bool)
     while active.any():
@@ -266,8 +267,8 @@ def _rollout_group(model: Any, policy: Policy, seeds: np.ndarray, recorder: Even
             keep = np.flatnonzero(active)
             state, row, active = take_rows(state, keep), row[keep], active[keep]
             policy.keep_rows(keep)
-        actions, propensity = policy_act(policy, model, state)
-        state, out = model.step(state, actions, inplace=True)
+        actions, propensity = policy_act(policy, user_model, state)
+        state, out = user_model.step(state, actions, inplace=True)
         if recorder is not None:
             recorder.record(out, seeds[row], propensity, active)
         if feed is not None:

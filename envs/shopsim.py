@@ -9,8 +9,8 @@ import numpy as np
 
 import driftrec.envs.rng as rngs
 from driftrec.envs.config import SimConfig
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
+from driftrec.envs.user_model import build_user_model
 
 
 class ShopSimEnv(gym.Env):
@@ -48,10 +48,10 @@ class ShopSimEnv(gym.Env):
 
     def __init__(self, preset: str = "default", config: SimConfig | None = None, **overrides: Any):
         self.config = config if config is not None else preset_config(preset, overrides)
-        self.model = build_model(self.config)
-        self.layout = self.model.layout
-        self.observation_space = self.model.observation_space
-        self.action_space = self.model.action_space
+        self.user_model = build_user_model(self.config)
+        self.layout = self.user_model.layout
+        self.observation_space = self.user_model.observation_space
+        self.action_space = self.user_model.action_space
         self.state: Any = None
         self._slot_key: np.ndarray | None = None
         self._episode = -1
@@ -65,23 +65,23 @@ class ShopSimEnv(gym.Env):
             self._slot_key, self._episode = rngs.user_keys(int(self.np_random.integers(2**63))), 0
         else:
             self._episode += 1
-        self.state = self.model.init(self._slot_key, np.array([self._episode]))
+        self.state = self.user_model.init(self._slot_key, np.array([self._episode]))
         return self._obs(), {}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         if self.state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        self.state, out = self.model.step(self.state, np.asarray(action).reshape(1, -1), inplace=True)
+        self.state, out = self.user_model.step(self.state, np.asarray(action).reshape(1, -1), inplace=True)
         info = {"click": bool(out.click_pos[0] >= 0), "cart": bool(out.cart[0]),
                 "purchase": bool(out.purchase[0]), "clicked_position": int(out.click_pos[0])}
         return self._obs(), float(out.reward[0]), bool(out.terminated[0]), bool(out.truncated[0]), info
 
     def action_masks(self) -> np.ndarray:
         """Flat valid-action mask for MaskablePPO (sb3-contrib)."""
-        return self.model.action_masks(self.state)[0]
+        return self.user_model.action_masks(self.state)[0]
 
     def _obs(self) -> Any:
-        obs = self.model.observe(self.state)
+        obs = self.user_model.observe(self.state)
         if self._dict_obs:
             return {k: v[0] for k, v in obs.items()}
         return obs[0]

@@ -19,8 +19,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, Vec
 
 import driftrec.envs.rng as rngs
 from driftrec.envs.config import SimConfig
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
+from driftrec.envs.user_model import build_user_model
 
 _NO_INFO: Mapping[str, Any] = MappingProxyType({})
 
@@ -43,9 +43,9 @@ class ShopSimVecEnv(VecEnv):
         if n_users < 1:
             raise ValueError(f"n_users must be >= 1, got {n_users}")
         self.config = config if config is not None else preset_config(preset, overrides)
-        self.model = build_model(self.config)
-        self.layout = self.model.layout
-        super().__init__(n_users, self.model.observation_space, self.model.action_space)
+        self.user_model = build_user_model(self.config)
+        self.layout = self.user_model.layout
+        super().__init__(n_users, self.user_model.observation_space, self.user_model.action_space)
         self._entropy = np.random.default_rng()
         self._next_seed: int | None = seed
         self.state: Any = None
@@ -59,12 +59,12 @@ class ShopSimVecEnv(VecEnv):
     def reset(self) -> VecEnvObs:
         if self.state is None or self._next_seed is not None:
             keys = _slot_keys(self._next_seed, self.num_envs, self._entropy)
-            self.state = self.model.init(keys, np.zeros(self.num_envs, dtype=np.int64))
+            self.state = self.user_model.init(keys, np.zeros(self.num_envs, dtype=np.int64))
             self._next_seed = None
         else:  # a reset without a new seed starts every slot's next life
-            self.model.reset_where(self.state, np.ones(self.num_envs, dtype=bool))
+            self.user_model.reset_where(self.state, np.ones(self.num_envs, dtype=bool))
         self.reset_infos = [{} for _ in range(self.num_envs)]
-        return self.model.observe(self.state)
+        return self.user_model.observe(self.state)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
@@ -72,23 +72,23 @@ class ShopSimVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         if self.state is None:
             raise RuntimeError("call reset() before step()")
-        self.state, out = self.model.step(self.state, self._actions, inplace=True)
+        self.state, out = self.user_model.step(self.state, self._actions, inplace=True)
         done = out.terminated | out.truncated
         # Users still running share one read-only empty info: building thousands of dicts per step
         # costs more than stepping them. SB3 and its wrappers only write into the infos of done users.
         infos: list[Any] = [_NO_INFO] * self.num_envs
         rows = np.flatnonzero(done)
         if rows.size:
-            terminal = self.model.observe(self.state, rows)
+            terminal = self.user_model.observe(self.state, rows)
             truncated = (out.truncated & ~out.terminated)[rows].tolist()
             for j, (i, cut) in enumerate(zip(rows.tolist(), truncated, strict=True)):
                 infos[i] = {"terminal_observation": _row(terminal, j), "TimeLimit.truncated": cut}
-            self.model.reset_where(self.state, done)
-        return self.model.observe(self.state), out.reward.astype(np.float32), done, infos
+            self.user_model.reset_where(self.state, done)
+        return self.user_model.observe(self.state), out.reward.astype(np.float32), done, infos
 
     def action_masks(self) -> np.ndarray:
         """(N, n_actions) masks, for sb3-contrib's MaskablePPO."""
-        return self.model.action_masks(self.state)
+        return self.user_model.action_masks(self.state)
 
     def close(self) -> None:
         self.state = None
@@ -123,11 +123,11 @@ class ShopSimVectorEnv(gym.vector.VectorEnv):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.config = config if config is not None else preset_config(preset, overrides)
-        self.model = build_model(self.config)
-        self.layout = self.model.layout
+        self.user_model = build_user_model(self.config)
+        self.layout = self.user_model.layout
         self.num_envs = num_envs
-        self.single_observation_space = self.model.observation_space
-        self.single_action_space = self.model.action_space
+        self.single_observation_space = self.user_model.observation_space
+        self.single_action_space = self.user_model.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.state: Any = None
@@ -138,23 +138,23 @@ class ShopSimVectorEnv(gym.vector.VectorEnv):
         super().reset(seed=seed if isinstance(seed, (int, type(None))) else None)
         if seed is not None or self.state is None:
             keys = _slot_keys(seed, self.num_envs, self.np_random)
-            self.state = self.model.init(keys, np.zeros(self.num_envs, dtype=np.int64))
+            self.state = self.user_model.init(keys, np.zeros(self.num_envs, dtype=np.int64))
         else:
-            self.model.reset_where(self.state, np.ones(self.num_envs, dtype=bool))
+            self.user_model.reset_where(self.state, np.ones(self.num_envs, dtype=bool))
         self._autoreset[:] = False
-        return self.model.observe(self.state), {}
+        return self.user_model.observe(self.state), {}
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self.state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        self.state, out = self.model.step(self.state, actions, inplace=True)
+        self.state, out = self.user_model.step(self.state, actions, inplace=True)
         reward, term, trunc = out.reward, out.terminated, out.truncated
         if self._autoreset.any():  # these users ended last step: this step starts their next life
-            self.model.reset_where(self.state, self._autoreset)
+            self.user_model.reset_where(self.state, self._autoreset)
             reward, term, trunc = (np.where(self._autoreset, 0, x) for x in (reward, term, trunc))
         self._autoreset = term | trunc
         info = {"click": out.click_pos >= 0, "purchase": out.purchase}
-        return self.model.observe(self.state), reward, term, trunc, info
+        return self.user_model.observe(self.state), reward, term, trunc, info
 
 
 def _row(obs: Any, j: int) -> Any:

@@ -3,8 +3,8 @@
 What is measured (all rates in user-steps per second: N users stepped once is N user-steps):
 
 - for each preset and batch size N: the SB3 VecEnv path (``make_vec_env(preset, N, seed=0)``,
-  the shell agents train on) and the bare core (``model.step(state, a, inplace=True)`` then
-  ``model.observe(state)``, restarting users whose life ended, as the shells do);
+  the shell agents train on) and the bare core (``user_model.step(state, a, inplace=True)`` then
+  ``user_model.observe(state)``, restarting users whose life ended, as the shells do);
 - Gymnasium's ``CartPoleVectorEnv(num_envs=N)`` at the same N, in the same process and repeat,
   as the reference: the ratio ours / CartPole cancels much of the machine's speed and load;
 - the single-user Gymnasium env, raw ``ShopSimEnv`` and through ``gym.make`` (with the checker

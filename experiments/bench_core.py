@@ -184,7 +184,7 @@ def _measure_batched(presets: Sequence[str], n: int, seconds: float, repeats: in
     from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
     # the simulator (numba) and the vector shells (SB3) load in the child that measures, not in `driftrec bench`
-    from driftrec.envs import make_vec_env, model_for
+    from driftrec.envs import make_vec_env, user_model_for
     from driftrec.envs.rng import user_keys
 
     rng = np.random.default_rng(0)
@@ -200,20 +200,21 @@ def _measure_batched(presets: Sequence[str], n: int, seconds: float, repeats: in
         vec = make_vec_env(preset, n, seed=0)
         vec.reset()
         vec_actions = _action_batches(vec.action_space, n, rng)
-        model = model_for(preset)
-        core = {"state": model.init(user_keys(np.arange(n)), np.zeros(n, dtype=np.int64))}
-        core_actions = _action_batches(model.action_space, n, rng)
+        user_model = user_model_for(preset)
+        core = {"state": user_model.init(user_keys(np.arange(n)), np.zeros(n, dtype=np.int64))}
+        core_actions = _action_batches(user_model.action_space, n, rng)
 
         def vec_step(vec: Any = vec, actions: Iterator[Any] = vec_actions) -> None:
             vec.step(next(actions))
 
-        def core_step(model: Any = model, core: dict[str, Any] = core, actions: Iterator[Any] = core_actions) -> None:
-            state, out = model.step(core["state"], next(actions), inplace=True)
+        def core_step(user_model: Any = user_model, core: dict[str, Any] = core,
+                      actions: Iterator[Any] = core_actions) -> None:
+            state, out = user_model.step(core["state"], next(actions), inplace=True)
             done = out.terminated | out.truncated
             if done.any():  # users whose life ended start the next one, as every shell does
-                model.reset_where(state, done)
+                user_model.reset_where(state, done)
             core["state"] = state
-            model.observe(state)
+            user_model.observe(state)
 
         steps[preset] = (vec_step, core_step)
 
@@ -255,16 +256,16 @@ def _measure_single(presets: Sequence[str], seconds: float, repeats: int,
 
 def _measure_memory(preset: str, n: int) -> dict[str, Any]:
     """Peak resident set of this (fresh) process around a batch of ``n`` users, in MiB."""
-    from driftrec.envs import model_for  # in the measuring child, as above
+    from driftrec.envs import user_model_for  # in the measuring child, as above
     from driftrec.envs.rng import user_keys
 
-    model = model_for(preset)
-    actions = next(_action_batches(model.action_space, n, np.random.default_rng(0), batches=1))
+    user_model = user_model_for(preset)
+    actions = next(_action_batches(user_model.action_space, n, np.random.default_rng(0), batches=1))
     rss_before = _peak_rss_mib()  # imports, world and the action batch: what any run pays
-    state = model.init(user_keys(np.arange(n)), np.zeros(n, dtype=np.int64))
+    state = user_model.init(user_keys(np.arange(n)), np.zeros(n, dtype=np.int64))
     for _ in range(MEMORY_STEPS):
-        state, _ = model.step(state, actions, inplace=True)
-    obs = model.observe(state)
+        state, _ = user_model.step(state, actions, inplace=True)
+    obs = user_model.observe(state)
     rss_peak = _peak_rss_mib()
     state_bytes = sum(getattr(state, f.name).nbytes for f in dataclasses.fields(state))
     obs_bytes = sum(v.nbytes for v in obs.values()) if isinstance(obs, dict) else obs.nbytes

@@ -289,17 +289,23 @@ def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
     # the simulator (numba) and torch load in the measuring child: `driftrec bench` itself imports neither
     from driftrec.agents.evaluate import evaluate_policy
     from driftrec.agents.registry import make_policy
-    from driftrec.agents.supervised import FeatureSpec, SupervisedConfig, SupervisedPolicy, build_examples, fit
-    from driftrec.agents.supervised import make_model as make_supervised
+    from driftrec.agents.supervised import (
+        FeatureSpec,
+        SupervisedConfig,
+        SupervisedPolicy,
+        build_examples,
+        fit,
+        make_network,
+    )
     from driftrec.envs.events import EventWriter, load_events, load_users
-    from driftrec.envs.model import build_model
     from driftrec.envs.presets import preset_config
     from driftrec.envs.rollout import simulate_log, train_seeds
+    from driftrec.envs.user_model import build_user_model
 
     cfg = SupervisedConfig.from_dict({"preset": task["preset"], **task["config"]})
     sim_cfg = preset_config(task["preset"])
-    sims = {"features": build_model(sim_cfg),
-            "history": build_model(dataclasses.replace(sim_cfg, obs_mode="history"))}
+    sims = {"features": build_user_model(sim_cfg),
+            "history": build_user_model(dataclasses.replace(sim_cfg, obs_mode="history"))}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="driftrec-bench-log-") as tmp:  # the log as compare makes it
         logging = make_policy("logging", sims["features"], task["log_users"], 0)
@@ -313,15 +319,15 @@ def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
            "seconds": time.perf_counter() - start}
 
     def trained(kind: str, data: Any, epochs: int, seed: int) -> tuple[Any, float]:
-        model = make_supervised(kind, spec, cfg, seed)
-        model.uses_demographics = data.knows_demographics(spec)
-        model.set_pos_weights(data, cfg.click_pos_weight, cfg.purchase_pos_weight)
+        network = make_network(kind, spec, cfg, seed)
+        network.uses_demographics = data.knows_demographics(spec)
+        network.set_pos_weights(data, cfg.click_pos_weight, cfg.purchase_pos_weight)
         begin = time.perf_counter()
-        fit(model, data, None, epochs=epochs, lr=cfg.lr, patience=cfg.patience, seed=seed)
-        return model, time.perf_counter() - begin
+        fit(network, data, None, epochs=epochs, lr=cfg.lr, patience=cfg.patience, seed=seed)
+        return network, time.perf_counter() - begin
 
     def served(policy: Any, sim: Any, n: int) -> dict[str, float]:
-        summary = evaluate_policy(policy, sim.cfg, n, 0, model=sim).summary
+        summary = evaluate_policy(policy, sim.cfg, n, 0, user_model=sim).summary
         return {"seconds": summary["wall_s"], "requests": round(summary["requests"] * summary["users"])}
 
     n_serve = task["serve_users"]
@@ -331,17 +337,17 @@ def _measure_supervised(task: dict[str, Any]) -> dict[str, Any]:
         warm = examples.take(np.arange(min(len(examples), 2 * cfg.batch_size)))
         served(make_policy(REFERENCE, sims["features"], WARMUP_USERS, 0), sims["features"], WARMUP_USERS)
         for kind in task["models"]:  # untimed: lazy set-up of torch and the first calls
-            model, _ = trained(kind, warm, 1, 0)
-            sim = sims["history" if model.sequence else "features"]
-            served(SupervisedPolicy(model, sim), sim, WARMUP_USERS)
+            network, _ = trained(kind, warm, 1, 0)
+            sim = sims["history" if network.sequence else "features"]
+            served(SupervisedPolicy(network, sim), sim, WARMUP_USERS)
         for repeat in range(task["repeats"]):
             serve[REFERENCE].append(served(make_policy(REFERENCE, sims["features"], n_serve, 0), sims["features"],
                                            n_serve))
             for kind in task["models"]:
-                model, seconds = trained(kind, examples, task["epochs"], repeat)
+                network, seconds = trained(kind, examples, task["epochs"], repeat)
                 train_s[kind].append(seconds)
-                sim = sims["history" if model.sequence else "features"]
-                serve[kind].append(served(SupervisedPolicy(model, sim), sim, n_serve))
+                sim = sims["history" if network.sequence else "features"]
+                serve[kind].append(served(SupervisedPolicy(network, sim), sim, n_serve))
     return {"models": task["models"], "log": log, "examples": len(examples), "epochs": task["epochs"],
             "serve_users": n_serve, "train_seconds": train_s, "serve": serve, "torch_threads": used}
 

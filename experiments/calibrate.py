@@ -53,10 +53,10 @@ import yaml
 
 from driftrec.agents.registry import make_policy
 from driftrec.envs.config import ConfigError, SimConfig, parse_sets
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.rollout import eval_seeds
 from driftrec.envs.rollout import simulate_log as simulate_events
+from driftrec.envs.user_model import build_user_model
 from driftrec.envs.world import build_world
 from driftrec.experiments.artifacts import plain, write_text
 from driftrec.experiments.cliutil import CLIError, check_output, positive_int
@@ -157,10 +157,10 @@ def simulate_log(cfg: SimConfig, users: int, seed: int, groups: int = 1) -> pd.D
     ``seed + g`` (its burn-in is that of ``driftrec simulate --policy logging --seed SEED+g``), so
     the log pools several burn-ins instead of hanging on one burn-in's top item.
     """
-    model = build_model(cfg)
+    user_model = build_user_model(cfg)
     parts = np.array_split(eval_seeds(seed, users), max(1, min(groups, users)))
     # groups are consecutive seeds, so their logs (each sorted by user) follow one another
-    logs = [simulate_events(model, make_policy("logging", model, len(part), seed + g), part).events
+    logs = [simulate_events(user_model, make_policy("logging", user_model, len(part), seed + g), part).events
             for g, part in enumerate(parts)]
     return pa.concat_tables(logs).to_pandas()
 

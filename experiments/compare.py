@@ -33,7 +33,7 @@ An RL agent's ``model/`` is a ``driftrec train`` run folder (TensorBoard logs in
 supervised model's holds ``model.pt`` and its offline ``metrics.json``.
 
 Resuming: a (policy, preset, seed) cell is finished when its ``result.json`` exists; every file is
-written to a temporary name and renamed, and a model trains into ``model.partial/`` that is
+written to a temporary name and renamed, and a model trains into ``user_model.partial/`` that is
 renamed when training ends, so a run stopped anywhere (Ctrl-C, a crash) leaves finished cells
 and nothing half-written under a final name. Re-running into the same folder skips finished
 cells and redoes the rest; the tables, summary and figures are always rebuilt from the cells. A
@@ -285,8 +285,8 @@ def _trace(world: WorldRun, cfg: CompareConfig, path: Path) -> None:
     """Interest trajectories of a few evaluation users under oracle-greedy (it keeps them longest)."""
     from driftrec.experiments import figures  # matplotlib
 
-    policy = make_policy("oracle-greedy", world.model, cfg.trace_users, world.seed)
-    traj = figures.trace_interests(world.model, policy, eval_seeds(world.seed, cfg.trace_users))
+    policy = make_policy("oracle-greedy", world.user_model, cfg.trace_users, world.seed)
+    traj = figures.trace_interests(world.user_model, policy, eval_seeds(world.seed, cfg.trace_users))
     figures.interest_trajectories(traj, path)
 
 

@@ -368,7 +368,7 @@ TRACE_COLUMNS = ("user_id", "step", "time", "category", "share")
 """Columns of :func:`trace_interests`' table."""
 
 
-def interest_shares(model: Any, state: Any, scale: float | None = None) -> np.ndarray:
+def interest_shares(user_model: Any, state: Any, scale: float | None = None) -> np.ndarray:
     """(N, C) share of each category in the current interest of each user of a batch state.
 
     ShopSim: ``softmax(scale * interest . centroid_c)`` over the category centroids, ``scale``
@@ -382,21 +382,21 @@ def interest_shares(model: Any, state: Any, scale: float | None = None) -> np.nd
     ``u_c`` is -1). ``scale`` does not apply there.
     """
     interest = np.asarray(state.interest, dtype=np.float64)
-    centroid = getattr(model.world, "centroid", None)
+    centroid = getattr(user_model.world, "centroid", None)
     if centroid is not None:
-        scale = model.cfg.interest_scale if scale is None else float(scale)
+        scale = user_model.cfg.interest_scale if scale is None else float(scale)
         if not (math.isfinite(scale) and scale >= 0.0):
             raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
         return softmax(scale * interest @ np.asarray(centroid).T, axis=1)
-    if getattr(model.cfg, "model", None) == "recsim-ie":
+    if getattr(user_model.cfg, "model", None) == "recsim-ie":
         weight = interest + 1.0
         total = weight.sum(axis=1, keepdims=True)
         uniform = np.full_like(weight, 1.0 / weight.shape[1])
         return np.where(total > 0.0, weight / np.where(total > 0.0, total, 1.0), uniform)
-    raise TypeError(f"interest shares need a ShopModel or a RecSimIEModel, got {type(model).__name__}")
+    raise TypeError(f"interest shares need a ShopModel or a RecSimIEModel, got {type(user_model).__name__}")
 
 
-def trace_interests(model: Any, policy: Any, seeds: Sequence[int] | np.ndarray, *, max_steps: int | None = None,
+def trace_interests(user_model: Any, policy: Any, seeds: Sequence[int] | np.ndarray, *, max_steps: int | None = None,
                     scale: float | None = None) -> pd.DataFrame:
     """Follow the users of ``seeds`` (one life each, as :func:`driftrec.envs.rollout.rollout`
     does) under ``policy`` and record their interest share per category after every request.
@@ -421,17 +421,17 @@ def trace_interests(model: Any, policy: Any, seeds: Sequence[int] | np.ndarray, 
         return pd.DataFrame({"user_id": np.zeros(0, np.int64), "step": np.zeros(0, np.int64),
                              "time": np.zeros(0), "category": np.zeros(0, np.int64), "share": np.zeros(0)})
     policy.reset(n)
-    state = model.init(user_keys(seeds), np.zeros(n, dtype=np.int64))
+    state = user_model.init(user_keys(seeds), np.zeros(n, dtype=np.int64))
     rows = np.arange(n)  # index into seeds of each batch row
     parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []  # (rows, step, time, shares)
-    parts.append((rows, 0, np.asarray(state.time, dtype=np.float64).copy(), interest_shares(model, state, scale)))
+    parts.append((rows, 0, np.asarray(state.time, dtype=np.float64).copy(), interest_shares(user_model, state, scale)))
     step = 0
     while len(rows) and (max_steps is None or step < max_steps):
-        actions, _ = policy_act(policy, model, state)
-        state, out = model.step(state, actions, inplace=True)
+        actions, _ = policy_act(policy, user_model, state)
+        state, out = user_model.step(state, actions, inplace=True)
         step += 1
         parts.append((rows, step, np.asarray(state.time, dtype=np.float64).copy(),
-                      interest_shares(model, state, scale)))
+                      interest_shares(user_model, state, scale)))
         done = np.asarray(out.terminated) | np.asarray(out.truncated)
         if done.any():  # drop finished users at once: a batch of a few users is cheap to slice
             keep = np.flatnonzero(~done)

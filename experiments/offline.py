@@ -7,7 +7,7 @@ held-out cases and write the run folder:
 - ``results.csv``: one row per model (popularity first): HR@k, NDCG@k, MRR, click and purchase AUC
   (empty where the log has no such labels), test cases, train seconds;
 - ``metrics.json``: everything (data statistics, the split, each model's metrics, notes);
-- ``<model>/model.pt``: each trained model (:func:`driftrec.agents.supervised.load_model` reads it);
+- ``<model>/model.pt``: each trained model (:func:`driftrec.agents.supervised.load_network` reads it);
 - ``summary.md``: the table and what the models can be used for.
 
 Every file is written atomically. The protocol (targets, split, negatives, features, metrics) is
@@ -78,7 +78,7 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
         evaluate_popularity,
         parse_models,
         prepare_offline,
-        train_offline_model,
+        train_offline_network,
     )
 
     config.validate()
@@ -129,9 +129,9 @@ def run_offline(config: OfflineConfig, progress: Callable[[str], Any] | None = N
     trained = {}
     for kind in models[1:]:
         say(f"training {kind} on {len(data.train)} examples ({len(data.val)} for early stopping)")
-        model, out = train_offline_model(kind, data, train_cfg, config.seed, say)
+        network, out = train_offline_network(kind, data, train_cfg, config.seed, say)
         per_model[kind] = out
-        trained[kind] = model
+        trained[kind] = network
         say(f"{kind}: HR@{k} {_fmt(out[f'hr@{k}'])}, NDCG@{k} {_fmt(out[f'ndcg@{k}'])}, MRR {_fmt(out['mrr'])}, "
             f"{out['train_seconds']:.1f} s")
 
@@ -166,7 +166,7 @@ def _notes(data: Any, config: OfflineConfig, kinds: list[str]) -> list[str]:
     elif not data.has_purchase_labels:
         notes.append("the log has no purchases: purchase AUC is n/a")
     if kinds and data.policy_ready:
-        notes.append("the models use the simulator's features: load_model(<out>/<model>/model.pt).as_policy(sim) "
+        notes.append("the models use the simulator's features: load_network(<out>/<model>/model.pt).as_policy(sim) "
                      "serves them in ShopSim (gru and transformer need obs_mode=history)")
     elif kinds:
         notes.append(f"the models are for offline scoring only: {data.why_offline_only}")
@@ -176,9 +176,9 @@ def _notes(data: Any, config: OfflineConfig, kinds: list[str]) -> list[str]:
 def _write(out: Path, rows: list[dict[str, Any]], metrics: dict[str, Any], trained: Mapping[str, Any],
            notes: list[str], k: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for kind, model in trained.items():
+    for kind, network in trained.items():
         with atomic_path(out / kind / "model.pt") as tmp:
-            model.save(tmp)
+            network.save(tmp)
     with atomic_path(out / "results.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

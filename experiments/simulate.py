@@ -11,9 +11,9 @@ from driftrec.agents.policies import DEFAULT_BURN_IN_USERS
 from driftrec.agents.registry import POLICIES, make_policy
 from driftrec.envs.config import parse_sets
 from driftrec.envs.events import EventLogError, EventWriter, load_events
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rollout import simulate_log, train_seeds
+from driftrec.envs.user_model import build_user_model
 from driftrec.experiments.cliutil import CLIError, check_output, int_arg, positive_int, users_progress
 
 
@@ -55,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["horizon_days"] = args.days
     cfg = preset_config(args.preset, overrides)
     check_output(args.out)
-    model = build_model(cfg)
-    policy = make_policy(args.policy, model, args.users, args.seed, **policy_options(args))
+    user_model = build_user_model(cfg)
+    policy = make_policy(args.policy, user_model, args.users, args.seed, **policy_options(args))
 
     start = time.perf_counter()
     with users_progress(args.users) as (progress, task), EventWriter(args.out, cfg) as writer:
-        log = simulate_log(model, policy, train_seeds(args.seed, args.users), writer=writer, batch=args.batch,
+        log = simulate_log(user_model, policy, train_seeds(args.seed, args.users), writer=writer, batch=args.batch,
                            on_done=lambda k: progress.advance(task, k))
     wall = time.perf_counter() - start
     total_reward = float(log.stats.reward.sum())

@@ -57,9 +57,9 @@ from rich.table import Table
 
 from driftrec.agents.evaluate import EvalResult, evaluate_policy
 from driftrec.envs.config import REQUIRED, Config, ConfigError, SimConfig, knob, parse_sets
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config, resolve_preset
 from driftrec.envs.rollout import train_seeds
+from driftrec.envs.user_model import build_user_model
 from driftrec.experiments.artifacts import plain
 from driftrec.experiments.cliutil import CLIError, check_output, int_arg, non_negative_int, positive_int
 
@@ -107,7 +107,7 @@ class RLTrainConfig(Config):
 class TrainResult:
     """What :func:`run_train` made: the model, its spec (as written to ``spec.yaml``) and the folder."""
 
-    model: BaseAlgorithm
+    agent: BaseAlgorithm
     spec: dict[str, Any]
     out: Path
 
@@ -200,7 +200,7 @@ def run_train(config: RLTrainConfig, callbacks: Sequence[BaseCallback] = (), *,
     teacher = _warm_start_teacher(config)
     out = _prepare_out(Path(config.out), config.overwrite)
 
-    model_sim = build_model(cfg)
+    model_sim = build_user_model(cfg)
     venv = VecMonitor(ShopSimVecEnv(n_users, config=cfg, seed=int(train_seeds(config.seed, 1)[0])))
     agent = build_agent(algo, venv, hp, config.seed, tensorboard_log=str(out / "tb"), verbose=config.verbose)
     start = time.perf_counter()
@@ -422,10 +422,10 @@ def run_evaluate(run: str | Path, preset: str | None = None, overrides: Mapping[
     """
     from driftrec.agents.rl import SB3Policy, check_env_spec, load_agent  # SB3 and torch
 
-    model, spec = load_agent(run)
+    agent, spec = load_agent(run)
     cfg = preset_config(preset or str(spec["preset"]), {**dict(spec.get("overrides") or {}), **dict(overrides or {})})
-    notes = check_env_spec(spec, cfg, model)
-    result = evaluate_policy(SB3Policy(model, deterministic=deterministic), cfg, users, seed, batch=batch)
+    notes = check_env_spec(spec, cfg, agent)
+    result = evaluate_policy(SB3Policy(agent, deterministic=deterministic), cfg, users, seed, batch=batch)
     return result, spec, notes
 
 

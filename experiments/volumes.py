@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from driftrec.agents.registry import make_policy
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rollout import simulate_log, train_seeds
+from driftrec.envs.user_model import build_user_model
 
 REFERENCE: dict[str, tuple[float, float, str]] = {
     "sessions_per_week": (0.5, 3.0, "OTTO (4 weeks, 12.9M users): 15.1 clicks/user at 3.6-5.4 clicks/session; "
@@ -98,9 +98,9 @@ def volume_stats(events: pd.DataFrame, n_users: int, days: float) -> dict[str, f
 def measure(preset: str, policy: str, users: int, days: float, seed: int = 0,
             overrides: dict[str, Any] | None = None) -> dict[str, float]:
     """Simulate ``users`` users of ``preset`` (their lives ``days`` long) under ``policy``; their volumes."""
-    model = build_model(preset_config(preset, {**(overrides or {}), "horizon_days": days}))
+    user_model = build_user_model(preset_config(preset, {**(overrides or {}), "horizon_days": days}))
     start = time.perf_counter()
-    log = simulate_log(model, make_policy(policy, model, users, seed), train_seeds(seed, users))
+    log = simulate_log(user_model, make_policy(policy, user_model, users, seed), train_seeds(seed, users))
     stats = volume_stats(log.events.to_pandas(), users, days)
     stats["churned"] = float(log.stats.churned.mean())
     stats["seconds"] = time.perf_counter() - start

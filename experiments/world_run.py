@@ -22,9 +22,9 @@ from driftrec.agents import plugins
 from driftrec.agents.evaluate import evaluate_policy
 from driftrec.agents.registry import make_policy
 from driftrec.envs.events import EventWriter, load_events, load_users
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config, resolve_preset
 from driftrec.envs.rollout import simulate_log, train_seeds
+from driftrec.envs.user_model import build_user_model
 from driftrec.experiments.artifacts import plain, write_parquet, write_text
 from driftrec.experiments.compare_config import LOGS, TEACHER, WARM, WARM_TEACHER, CompareConfig, family, uses_logs
 from driftrec.experiments.train import train_policy
@@ -58,8 +58,8 @@ class WorldRun:
         base = preset_config(preset, cfg.sim)
         overrides = {**file_keys, **dict(cfg.sim), "world_seed": base.world_seed + seed}
         self.sim_cfg = preset_config(self.base_preset, overrides)  # resolved once: every cell takes it
-        self.model = build_model(self.sim_cfg)
-        self._history_model: Any = None
+        self.user_model = build_user_model(self.sim_cfg)
+        self._history_user_model: Any = None
         self._logs: pd.DataFrame | None = None
 
     @property
@@ -93,13 +93,13 @@ class WorldRun:
             plan[policy] = [step for step in after if step in plan or step in todo]
         return plan
 
-    def model_for(self, obs_mode: str) -> Any:
+    def user_model_for(self, obs_mode: str) -> Any:
         """The simulator with ``obs_mode`` (the sequence models read ``history``); same users, same dynamics."""
         if obs_mode == self.sim_cfg.obs_mode:
-            return self.model
-        if self._history_model is None or self._history_model.cfg.obs_mode != obs_mode:
-            self._history_model = build_model(dataclasses.replace(self.sim_cfg, obs_mode=obs_mode))
-        return self._history_model
+            return self.user_model
+        if self._history_user_model is None or self._history_user_model.cfg.obs_mode != obs_mode:
+            self._history_user_model = build_user_model(dataclasses.replace(self.sim_cfg, obs_mode=obs_mode))
+        return self._history_user_model
 
     # --- stage 1: the logging policy's events -------------------------------------------------
     @property
@@ -113,9 +113,9 @@ class WorldRun:
         if not self.logs_path.is_file():
             start = time.perf_counter()
             self.folder.mkdir(parents=True, exist_ok=True)
-            policy = make_policy("logging", self.model, self.cfg.log_users, self.seed, epsilon=self.cfg.epsilon)
+            policy = make_policy("logging", self.user_model, self.cfg.log_users, self.seed, epsilon=self.cfg.epsilon)
             with EventWriter(self.logs_path, self.sim_cfg) as writer:  # with the users table: demographics
-                simulate_log(self.model, policy, train_seeds(self.seed, self.cfg.log_users), writer=writer)
+                simulate_log(self.user_model, policy, train_seeds(self.seed, self.cfg.log_users), writer=writer)
             wall = time.perf_counter() - start
             write_text(self.folder / "logs.json", json.dumps({"wall_s": wall, "events": writer.n_events}) + "\n")
             self.report(f"{self.name}: logged {writer.n_events:,} events of {self.cfg.log_users:,} users "
@@ -135,7 +135,7 @@ class WorldRun:
         trained, train, sim = self._policy(policy)
         fam = plugins.plugin_family(policy, trained) if plugins.is_plugin(policy) else family(policy)
         self.report(f"{self.name}: evaluating {policy} on {self.cfg.eval_users:,} users")
-        result = evaluate_policy(trained, sim.cfg, self.cfg.eval_users, self.seed, model=sim)
+        result = evaluate_policy(trained, sim.cfg, self.cfg.eval_users, self.seed, user_model=sim)
         cell = self.cell(policy)
         users = result.users
         daily = pd.DataFrame({"day": np.arange(result.stats.daily_reward.shape[1]), "reward": result.daily_mean()})
@@ -155,17 +155,17 @@ class WorldRun:
         (observation mode) it acts in."""
         n = self.cfg.eval_users
         if policy in ("random", "oracle-greedy"):
-            return make_policy(policy, self.model, n, self.seed), {}, self.model
+            return make_policy(policy, self.user_model, n, self.seed), {}, self.user_model
         if policy == "oracle-planner":  # tunes itself on the world's validation users
             start = time.perf_counter()
-            made = make_policy(policy, self.model, n, self.seed)
-            return made, {"wall_s": time.perf_counter() - start, **getattr(made, "tuning", {})}, self.model
+            made = make_policy(policy, self.user_model, n, self.seed)
+            return made, {"wall_s": time.perf_counter() - start, **getattr(made, "tuning", {})}, self.user_model
         if policy == "logging":
-            return make_policy("logging", self.model, n, self.seed, epsilon=self.cfg.epsilon), {}, self.model
+            return make_policy("logging", self.user_model, n, self.seed, epsilon=self.cfg.epsilon), {}, self.user_model
         if policy == "popularity":
             start = time.perf_counter()
-            made = make_policy("popularity", self.model, n, self.seed, events=self.logs())
-            return made, {"wall_s": time.perf_counter() - start, "env_steps": self.logged_requests()}, self.model
+            made = make_policy("popularity", self.user_model, n, self.seed, events=self.logs())
+            return made, {"wall_s": time.perf_counter() - start, "env_steps": self.logged_requests()}, self.user_model
         if plugins.is_plugin(policy):
             return self._plugin(policy)
         if family(policy) == "rl":
@@ -176,8 +176,9 @@ class WorldRun:
         """A user's ``module:factory`` (:mod:`driftrec.agents.plugins`); taking the logs, it pays their requests."""
         wants = plugins.factory_inputs(plugins.load_factory(policy))
         given = {"logs": self.logs(), "logs_path": self.logs_path} if wants else {}  # simulated here if needed
-        made, info = plugins.build_plugin(policy, self.model, self.cfg.eval_users, self.seed, **given)
-        return made, {**info, "env_steps": info["env_steps"] + (self.logged_requests() if wants else 0)}, self.model
+        made, info = plugins.build_plugin(policy, self.user_model, self.cfg.eval_users, self.seed, **given)
+        cost = {**info, "env_steps": info["env_steps"] + (self.logged_requests() if wants else 0)}
+        return made, cost, self.user_model
 
     def _train_into(self, folder: Path, train: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """Run ``train(partial_folder)`` unless ``folder/done.json`` exists; rename when it ends."""
@@ -233,7 +234,7 @@ class WorldRun:
         info = self._train_into(folder, train)
         best = folder / "best_model.zip"
         agent, _ = load_agent(best if best.is_file() else folder)
-        return SB3Policy(agent), info, self.model
+        return SB3Policy(agent), info, self.user_model
 
     def _teacher(self) -> Path:
         """The world's :data:`WARM_TEACHER` model (the ``mlp`` cell's, trained here if that cell has not run)."""
@@ -242,7 +243,7 @@ class WorldRun:
         return folder / "model.pt"
 
     def _supervised(self, policy: str) -> tuple[Any, dict[str, Any], Any]:
-        from driftrec.agents.supervised import RetrainingPolicy, SupervisedPolicy, load_model  # torch
+        from driftrec.agents.supervised import RetrainingPolicy, SupervisedPolicy, load_network  # torch
 
         kind, _, variant = policy.partition("-")
         base_folder = self.cell(kind) / "model"
@@ -251,14 +252,14 @@ class WorldRun:
         else:
             folder = self.cell(policy) / "model"
         info = self._train_into(folder, lambda out: self._fit(kind, out, variant == "finetune"))
-        model = load_model(folder / "model.pt")
-        sim = self.model_for("history" if model.sequence else self.sim_cfg.obs_mode)
+        network = load_network(folder / "model.pt")
+        sim = self.user_model_for("history" if network.sequence else self.sim_cfg.obs_mode)
         if variant == "retrain":
-            made: Any = RetrainingPolicy(model, sim, every_days=self.cfg.retrain_every_days,
+            made: Any = RetrainingPolicy(network, sim, every_days=self.cfg.retrain_every_days,
                                          window_days=self.cfg.retrain_window_days, seed=self.seed,
                                          log=self.logs(), log_users=load_users(self.logs_path))
         else:
-            made = SupervisedPolicy(model, sim)
+            made = SupervisedPolicy(network, sim)
         return made, info, sim
 
     def _fit(self, kind: str, out: Path, finetune: bool) -> dict[str, Any]:

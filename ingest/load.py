@@ -130,7 +130,7 @@ def _load_event_log(path: Path, schema: pa.Schema, start: float) -> LoadedLog:
     side = items_path(path)
     if cfg is not None:
         if cfg.model == "recsim-ie":
-            # imported only for a RecSim log, as envs.model.build_model does (`driftrec --help` imports this module)
+            # imported only for a RecSim log, as build_user_model does (`driftrec --help` imports this module)
             from driftrec.envs.recsim_ie import build_recsim_world
 
             world = build_recsim_world(cfg)

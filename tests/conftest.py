@@ -37,15 +37,15 @@ def train_logged_mlp(folder: Path, preset: str, sim: dict[str, Any], users: int,
     ``users`` users under the logging policy; returns the log's path (warm-start tests)."""
     from driftrec.agents.registry import make_policy
     from driftrec.envs.events import EventWriter
-    from driftrec.envs.model import build_model
     from driftrec.envs.presets import preset_config
     from driftrec.envs.rollout import simulate_log, train_seeds
+    from driftrec.envs.user_model import build_user_model
     from driftrec.experiments.train import train_policy
 
     sim_config = preset_config(preset, sim)
-    model = build_model(sim_config)
+    user_model = build_user_model(sim_config)
     log = folder / "logs.parquet"
     with EventWriter(log) as writer:
-        simulate_log(model, make_policy("logging", model, users, 0), train_seeds(0, users), writer=writer)
+        simulate_log(user_model, make_policy("logging", user_model, users, 0), train_seeds(0, users), writer=writer)
     train_policy("mlp", sim_config, folder / "mlp", preset=preset, logs=log, settings={"epochs": epochs})
     return log

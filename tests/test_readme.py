@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from driftrec.envs import PRESETS
-from driftrec.envs.model import model_for
+from driftrec.envs.user_model import user_model_for
 from driftrec.experiments.cli import main
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -26,7 +26,7 @@ def test_readme_lists_every_preset_with_its_version_and_summary() -> None:
 
 def test_readme_layout_table_matches_default_layout() -> None:
     documented = {m.group(1): m.group(2) for m in re.finditer(r"^\s*\| (\w+) \| (\d+:\d+) \|", README, re.M)}
-    layout = model_for("default").layout.slices()
+    layout = user_model_for("default").layout.slices()
     assert documented == {name: f"{s.start}:{s.stop}" for name, s in layout.items()}
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from driftrec.agents.supervised.base import Batch, FitReport, SupervisedModel, fit, mean_loss
+from driftrec.agents.supervised.base import Batch, FitReport, SupervisedNetwork, fit, mean_loss
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import Examples, chronological_split
 
@@ -80,9 +80,9 @@ def with_replay(recent: Examples, older: Examples | None, ratio: float, seed: in
     return Examples.concat([recent, extra]), len(extra)
 
 
-def finetune(model: SupervisedModel, data: Examples, start_day: float, cfg: SupervisedConfig, seed: int,
+def finetune(network: SupervisedNetwork, data: Examples, start_day: float, cfg: SupervisedConfig, seed: int,
              on_epoch: Callable[[int, float, float], Any] | None = None) -> dict[str, Any]:
-    """Fine-tune ``model``, pretrained on the examples of ``data`` before ``start_day``, on its recent
+    """Fine-tune ``network``, pretrained on the examples of ``data`` before ``start_day``, on its recent
     window ``[start_day, end]`` (in place; see the module doc). Returns a report: the validation
     slice, the pretrained model's loss on it, every trial, the chosen one (None: the pretrained
     weights stayed) and the final fit.
@@ -101,15 +101,15 @@ def finetune(model: SupervisedModel, data: Examples, start_day: float, cfg: Supe
                               "val_examples": len(val), "trials": [], "chosen": None}
     if not has_clicks(val) or not has_clicks(recent.take(~val_mask)):  # a tiny window: fit it whole
         train, replayed = with_replay(recent, data.take(~recent_mask), cfg.finetune_replay, seed)
-        fitted = fit(model, train, None, epochs=cfg.finetune_epochs, lr=lr0, patience=cfg.patience, seed=seed,
+        fitted = fit(network, train, None, epochs=cfg.finetune_epochs, lr=lr0, patience=cfg.patience, seed=seed,
                      on_epoch=on_epoch)
         report.update(replayed=replayed, final=_fit_dict(fitted), lr_scale=cfg.finetune_lr_scale,
                       note="no clicked validation slice: the window was fitted whole, nothing chosen")
         return report
 
-    start_state = copy.deepcopy(model.state_dict())
+    start_state = copy.deepcopy(network.state_dict())
     held = Batch.from_examples(val)
-    baseline = mean_loss(model, held)
+    baseline = mean_loss(network, held)
     length = max(val_cut - start_day, 1e-9)
 
     def trial(window: float, scale: float) -> Trial:
@@ -118,8 +118,8 @@ def finetune(model: SupervisedModel, data: Examples, start_day: float, cfg: Supe
         if not has_clicks(part):
             return Trial(window, scale, len(part), 0, math.nan, 0)
         train, replayed = with_replay(part, data.take(data.time < val_cut - window), cfg.finetune_replay, seed)
-        model.load_state_dict(start_state)
-        fitted = fit(model, train, val, epochs=cfg.finetune_epochs, lr=cfg.lr * scale, patience=cfg.patience,
+        network.load_state_dict(start_state)
+        fitted = fit(network, train, val, epochs=cfg.finetune_epochs, lr=cfg.lr * scale, patience=cfg.patience,
                      seed=seed, on_epoch=on_epoch)
         return Trial(window, scale, len(part), replayed, fitted.best_val_loss, fitted.best_epoch)
 
@@ -131,9 +131,9 @@ def finetune(model: SupervisedModel, data: Examples, start_day: float, cfg: Supe
     report["trials"] = [dataclasses.asdict(t) for t in trials]
     report["pretrained_val_loss"] = baseline
     best = min(trials, key=_loss)
-    model.load_state_dict(start_state)
+    network.load_state_dict(start_state)
     if not (best.val_loss < baseline):  # no fine-tune beat the pretrained weights on the newest data
-        model.recalibrate(val)
+        network.recalibrate(val)
         report.update(replayed=0, final=None, lr_scale=None)
         return report
 
@@ -142,15 +142,15 @@ def finetune(model: SupervisedModel, data: Examples, start_day: float, cfg: Supe
     report["chosen"] = dataclasses.asdict(best)
     in_window = data.time >= val_cut - best.window_days
     train, replayed = with_replay(data.take(in_window), data.take(~in_window), cfg.finetune_replay, seed)
-    fitted = fit(model, train, None, epochs=max(best.best_epoch, 1), lr=cfg.lr * best.lr_scale,
+    fitted = fit(network, train, None, epochs=max(best.best_epoch, 1), lr=cfg.lr * best.lr_scale,
                  patience=cfg.patience, seed=seed, on_epoch=on_epoch)
-    model.recalibrate(val)
+    network.recalibrate(val)
     report.update(replayed=replayed, final=_fit_dict(fitted), lr_scale=best.lr_scale,
                   window_from_day=float(data.time[in_window].min()))
     return report
 
 
-def gated_refit(model: SupervisedModel, recent: Examples, older: Examples | None, cfg: SupervisedConfig, *,
+def gated_refit(network: SupervisedNetwork, recent: Examples, older: Examples | None, cfg: SupervisedConfig, *,
                 epochs: int, lr_scales: tuple[float, ...], seed: int) -> dict[str, Any]:
     """One refit while deployed (in place): warm-start from the current weights on ``recent`` (its
     newest ``retrain_val_frac`` held out) plus ``finetune_replay`` older examples per recent one
@@ -162,19 +162,19 @@ def gated_refit(model: SupervisedModel, recent: Examples, older: Examples | None
     val, train = recent.take(val_mask), recent.take(~val_mask)
     if not has_clicks(val) or not has_clicks(train):
         return {"accepted": False, "skipped": "no clicks in the window or its validation slice"}
-    before = mean_loss(model, Batch.from_examples(val))
-    start_state = copy.deepcopy(model.state_dict())
+    before = mean_loss(network, Batch.from_examples(val))
+    start_state = copy.deepcopy(network.state_dict())
     train, replayed = with_replay(train, older, cfg.finetune_replay, seed)
     best_loss, best_state, best_scale, best_epoch = math.inf, None, None, 0
     for scale in lr_scales:
-        model.load_state_dict(start_state)
-        fitted = fit(model, train, val, epochs=epochs, lr=cfg.lr * scale, patience=cfg.patience, seed=seed)
+        network.load_state_dict(start_state)
+        fitted = fit(network, train, val, epochs=epochs, lr=cfg.lr * scale, patience=cfg.patience, seed=seed)
         if fitted.best_val_loss < best_loss:
             best_loss, best_scale, best_epoch = fitted.best_val_loss, scale, fitted.best_epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(network.state_dict())
     accepted = best_loss < before
-    model.load_state_dict(best_state if accepted and best_state is not None else start_state)
-    model.eval()
+    network.load_state_dict(best_state if accepted and best_state is not None else start_state)
+    network.eval()
     return {"accepted": bool(accepted), "val_loss_before": before, "val_loss_after": best_loss,
             "lr_scale": best_scale, "examples": len(train) - replayed, "replayed": replayed,
             "val_examples": len(val), "val_from_day": val_cut, "best_epoch": best_epoch}

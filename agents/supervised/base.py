@@ -53,13 +53,13 @@ CHECKPOINT_FORMAT = 1
 _PAIR_BUDGET = 1 << 19  # users x items x hidden floats scored at once (2 MiB of float32: stays in cache)
 _LOGIT_BUDGET = 1 << 24  # next-event logits of a validation chunk (64 MiB of float32)
 
-MODELS: dict[str, type[SupervisedModel]] = {}
+NETWORKS: dict[str, type[SupervisedNetwork]] = {}
 """kind -> model class; filled by :func:`register` as the model modules are imported."""
 
 
-def register(cls: type[SupervisedModel]) -> type[SupervisedModel]:
+def register(cls: type[SupervisedNetwork]) -> type[SupervisedNetwork]:
     """Class decorator: make a model available under its ``kind``."""
-    MODELS[cls.kind] = cls
+    NETWORKS[cls.kind] = cls
     return cls
 
 
@@ -248,7 +248,7 @@ def next_event_targets(hist_item: torch.Tensor, hist_beh: torch.Tensor, n_items:
     return chosen & (hist_beh[:, :-1] != PAD) & (nxt_item < n_items)
 
 
-class SupervisedModel(nn.Module):
+class SupervisedNetwork(nn.Module):
     """Base of every supervised recommender: a user encoder (subclass) and the shared scoring head.
 
     Subclasses set ``kind`` (the CLI name), ``sequence`` (reads the history observation), build
@@ -466,10 +466,10 @@ class SupervisedModel(nn.Module):
         torch.save(ckpt, path)
         return path
 
-    def as_policy(self, sim_model: Any) -> SupervisedPolicy:
-        """This model as a :class:`driftrec.envs.policy.Policy` on ``sim_model``'s observations
+    def as_policy(self, user_model: Any) -> SupervisedPolicy:
+        """This model as a :class:`driftrec.envs.policy.Policy` on ``user_model``'s observations
         (see :class:`driftrec.agents.supervised.policy.SupervisedPolicy`)."""
-        return SupervisedPolicy(self, sim_model)
+        return SupervisedPolicy(self, user_model)
 
 
 # ---------------------------------------------------------------------------------- training loop
@@ -486,59 +486,59 @@ class FitReport:
 
 
 @torch.no_grad()
-def mean_loss(model: SupervisedModel, data: Batch, batch_size: int | None = None) -> float:
+def mean_loss(network: SupervisedNetwork, data: Batch, batch_size: int | None = None) -> float:
     """Example-weighted mean total loss of ``data`` (eval mode), in chunks of ``batch_size``
     examples (default: as many as keep the next-event logits, rows x history x items, bounded)."""
-    model.eval()
+    network.eval()
     if batch_size is None:
-        per_row = model.spec.n_items * max(model.spec.history_len, 1) if model.next_item is not None else 1
+        per_row = network.spec.n_items * max(network.spec.history_len, 1) if network.next_item is not None else 1
         batch_size = int(min(8192, max(64, _LOGIT_BUDGET // per_row)))
     total, n = 0.0, 0
     for lo in range(0, len(data), batch_size):
         part = data.rows(slice(lo, lo + batch_size))
-        total += float(model.losses(part)["total"]) * len(part)
+        total += float(network.losses(part)["total"]) * len(part)
         n += len(part)
     return total / n if n else math.nan
 
 
-def fit(model: SupervisedModel, train: Examples, val: Examples | None, *, epochs: int, lr: float,
+def fit(network: SupervisedNetwork, train: Examples, val: Examples | None, *, epochs: int, lr: float,
         patience: int, seed: int, on_epoch: Callable[[int, float, float], Any] | None = None) -> FitReport:
     """Adam on the total loss, shuffled mini-batches, early stopping on the validation loss.
 
     The best validation epoch's weights are restored at the end (patience: epochs without
     improvement before stopping). Without validation data every epoch runs and the last is kept.
     """
-    cfg = model.cfg
+    cfg = network.cfg
     start = time.perf_counter()
     data = Batch.from_examples(train)
     held = Batch.from_examples(val) if val is not None and len(val) else None
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(network.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    if model.next_item is not None and model.next_item.samples:
-        model.next_item.set_sampling(np.bincount(train.item[train.click > 0], minlength=model.spec.n_items),
+    if network.next_item is not None and network.next_item.samples:
+        network.next_item.set_sampling(np.bincount(train.item[train.click > 0], minlength=network.spec.n_items),
                                      seed + 1)
     first, _ = request_groups(data.user, data.hist_item, data.hist_beh)
     sizes = torch.diff(first, append=torch.tensor([len(data)]))
-    if model.sequence:
-        model.window_share = cfg.event_windows or auto_window_share(data, first)
-        model.window_generator = torch.Generator().manual_seed(seed + 2)
+    if network.sequence:
+        network.window_share = cfg.event_windows or auto_window_share(data, first)
+        network.window_generator = torch.Generator().manual_seed(seed + 2)
     best, best_epoch, best_state, stale = math.inf, 0, None, 0
     train_curve: list[float] = []
     val_curve: list[float] = []
     epoch = 0
     for epoch in range(1, epochs + 1):
-        model.train()
+        network.train()
         running, n = 0.0, 0
         for rows in _request_batches(first, sizes, cfg.batch_size, gen):
             part = data.rows(rows)
-            loss = model.losses(part)["total"]
+            loss = network.losses(part)["total"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             running += float(loss.detach()) * len(part)
             n += len(part)
         train_curve.append(running / max(n, 1))
-        val_loss = mean_loss(model, held) if held is not None else math.nan
+        val_loss = mean_loss(network, held) if held is not None else math.nan
         val_curve.append(val_loss)
         if on_epoch is not None:
             on_epoch(epoch, train_curve[-1], val_loss)
@@ -546,14 +546,14 @@ def fit(model: SupervisedModel, train: Examples, val: Examples | None, *, epochs
             continue
         if val_loss < best:
             best, best_epoch, stale = val_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(network.state_dict())
         else:
             stale += 1
             if stale >= patience:
                 break
     if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+        network.load_state_dict(best_state)
+    network.eval()
     return FitReport(epochs_run=epoch, best_epoch=best_epoch, best_val_loss=best, train_loss=train_curve,
                      val_loss=val_curve, seconds=time.perf_counter() - start)
 
@@ -596,13 +596,13 @@ def _request_batches(first: torch.Tensor, sizes: torch.Tensor, batch_size: int,
         yield rows[lo:hi]
 
 
-def evaluate(model: SupervisedModel, test: Examples, train_clicked_items: np.ndarray) -> dict[str, Any]:
+def evaluate(network: SupervisedNetwork, test: Examples, train_clicked_items: np.ndarray) -> dict[str, Any]:
     """Offline metrics on ``test``: click and purchase (entire space: P(click) * P(purchase | click))
     classification metrics, and next-item HR@k / NDCG@k on its clicked impressions for the model
     (``ranking``; sequence models also ``ranking_by_click``, the policy's P(click) ranking) and
     for popularity (click counts of ``train_clicked_items``)."""
-    cfg = model.cfg
-    p_click, p_buy = model.predict(test)
+    cfg = network.cfg
+    p_click, p_buy = network.predict(test)
     clicked = test.click > 0
     out: dict[str, Any] = {
         "click": binary_metrics(test.click, p_click, cfg.threshold),
@@ -610,10 +610,10 @@ def evaluate(model: SupervisedModel, test: Examples, train_clicked_items: np.nda
         "purchase_given_click": binary_metrics(test.purchase[clicked], p_buy[clicked], cfg.threshold),
     }
     targets = test.take(clicked)
-    out["ranking"] = ranking_metrics(model.ranking_scores(targets), targets.item, cfg.top_k)
-    if model.next_item is not None:  # also the policy's ranking: P(click) over the catalog
-        out["ranking_by_click"] = ranking_metrics(model.ranking_scores(targets, by_click=True), targets.item,
+    out["ranking"] = ranking_metrics(network.ranking_scores(targets), targets.item, cfg.top_k)
+    if network.next_item is not None:  # also the policy's ranking: P(click) over the catalog
+        out["ranking_by_click"] = ranking_metrics(network.ranking_scores(targets, by_click=True), targets.item,
                                                   cfg.top_k)
-    pop = popularity_scores(train_clicked_items, model.spec.n_items)
+    pop = popularity_scores(train_clicked_items, network.spec.n_items)
     out["popularity"] = ranking_metrics(np.broadcast_to(pop, (len(targets), pop.size)), targets.item, cfg.top_k)
     return out

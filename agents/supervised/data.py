@@ -8,7 +8,7 @@ are exactly the user part of ShopSim's ``features`` observation (see ``ShopModel
   customers. A simulated log carries one; a log without it (a shop's own log loaded by
   ``driftrec load``, an older simulated log) and a user missing from it or with an unknown
   (-1) bucket give zeros there. A model trained without any known demographics is served with
-  them zeroed too (:attr:`SupervisedModel.uses_demographics`), so it never reads inputs its
+  them zeroed too (:attr:`SupervisedNetwork.uses_demographics`), so it never reads inputs its
   training never saw.
 - calendar: sin and cos of ``2 pi t / 7``, ``t`` the request's timestamp in days (simulated logs
   count days from each life's start).
@@ -105,12 +105,12 @@ class FeatureSpec:
     source: str = "simulator"  # "log": the features of a log's own catalog (from_log), served by no simulator
 
     @classmethod
-    def from_model(cls, model: Any) -> FeatureSpec:
-        """The spec of a ShopSim model (``driftrec.envs.model.build_model``); recsim-ie is not supported."""
-        if not isinstance(model, ShopModel):
-            raise ConfigError(f"supervised models need the ShopSim user model; got model '{model.cfg.model}' "
+    def from_user_model(cls, user_model: Any) -> FeatureSpec:
+        """The spec of a ShopSim model (``driftrec.envs.user_model.build_user_model``); recsim-ie is not supported."""
+        if not isinstance(user_model, ShopModel):
+            raise ConfigError(f"supervised models need the ShopSim user model; got model '{user_model.cfg.model}' "
                               "(its observation has no per-user history features)")
-        cfg, lay, w = model.cfg, model.layout, model.world
+        cfg, lay, w = user_model.cfg, user_model.layout, user_model.world
         slices = {name: lay[name] for name in USER_PARTS if name in lay}
         end = max(s.stop for s in slices.values())
         if end != sum(s.stop - s.start for s in slices.values()):
@@ -121,7 +121,7 @@ class FeatureSpec:
         item_features[:, c] = w.price_feature
         return cls(cfg=cfg, n_items=cfg.n_items, n_categories=c, slate_size=cfg.slate_size,
                    history_len=cfg.history_len, last_interactions=cfg.last_interactions,
-                   count_decay=cfg.count_decay, count_norm=np.asarray(model.count_norm, dtype=np.float32),
+                   count_decay=cfg.count_decay, count_norm=np.asarray(user_model.count_norm, dtype=np.float32),
                    horizon_days=cfg.horizon_days, user_slices=slices, user_dim=end,
                    item_category=np.asarray(w.category, dtype=np.int64), item_price=np.asarray(w.price),
                    item_features=item_features,
@@ -130,7 +130,7 @@ class FeatureSpec:
     @classmethod
     def from_config(cls, cfg: SimConfig) -> FeatureSpec:
         """The spec of a simulator config (builds its world)."""
-        return cls.from_model(ShopModel(cfg))
+        return cls.from_user_model(ShopModel(cfg))
 
     @classmethod
     def from_log(cls, item_category: np.ndarray, item_price: np.ndarray, n_categories: int, *,

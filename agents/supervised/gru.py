@@ -17,13 +17,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from driftrec.agents.supervised.base import ItemTokens, NextItemHead, SupervisedModel, register
+from driftrec.agents.supervised.base import ItemTokens, NextItemHead, SupervisedNetwork, register
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import FeatureSpec
 
 
 @register
-class RecurrentModel(SupervisedModel):
+class RecurrentNetwork(SupervisedNetwork):
     """GRU or LSTM over the event history, with click, purchase and next-item heads."""
 
     kind = "gru"

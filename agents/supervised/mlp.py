@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from driftrec.agents.supervised.base import SupervisedModel, register
+from driftrec.agents.supervised.base import SupervisedNetwork, register
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import FeatureSpec
 
 
 @register
-class MLPModel(SupervisedModel):
+class MLPNetwork(SupervisedNetwork):
     """Feature MLP with click and purchase heads; a logistic model with ``layers=0``."""
 
     kind = "mlp"

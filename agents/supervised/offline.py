@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftrec.agents.supervised.base import SupervisedModel, fit
+from driftrec.agents.supervised.base import SupervisedNetwork, fit
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import (
     Examples,
@@ -76,7 +76,7 @@ from driftrec.agents.supervised.data import (
     event_days,
 )
 from driftrec.agents.supervised.metrics import roc_auc, target_rank_bounds
-from driftrec.agents.supervised.registry import make_model
+from driftrec.agents.supervised.registry import make_network
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.shop import N_COUNT_KINDS
 from driftrec.envs.state import CART, CLICK, IMPRESSION, PURCHASE, SEARCH, VIEW
@@ -420,34 +420,34 @@ def _auc_metrics(data: OfflineData, p_click: np.ndarray, p_buy: np.ndarray) -> d
             "purchase_auc_n": int(clicked.sum()) if data.has_purchase_labels else 0}
 
 
-def train_offline_model(kind: str, data: OfflineData, cfg: SupervisedConfig, seed: int = 0,
-                        progress: Progress = _quiet) -> tuple[SupervisedModel, dict[str, Any]]:
+def train_offline_network(kind: str, data: OfflineData, cfg: SupervisedConfig, seed: int = 0,
+                        progress: Progress = _quiet) -> tuple[SupervisedNetwork, dict[str, Any]]:
     """Fit a supervised model of ``kind`` on ``data.train`` (early stopping on ``data.val``,
     recalibrated on it) and evaluate it on the held-out part; returns (model, metrics)."""
     start = time.perf_counter()
-    model = make_model(kind, data.spec, cfg, seed)
-    model.uses_demographics = data.train.knows_demographics(data.spec)
-    model.set_pos_weights(data.train, cfg.click_pos_weight, cfg.purchase_pos_weight)
+    network = make_network(kind, data.spec, cfg, seed)
+    network.uses_demographics = data.train.knows_demographics(data.spec)
+    network.set_pos_weights(data.train, cfg.click_pos_weight, cfg.purchase_pos_weight)
     val = data.val if len(data.val) else None
 
     def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
         progress(f"{kind} epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
 
-    report = fit(model, data.train, val, epochs=cfg.epochs, lr=cfg.lr, patience=cfg.patience, seed=seed,
+    report = fit(network, data.train, val, epochs=cfg.epochs, lr=cfg.lr, patience=cfg.patience, seed=seed,
                  on_epoch=on_epoch)
     if val is not None:
-        model.recalibrate(val)
+        network.recalibrate(val)
     train_seconds = time.perf_counter() - start
     k = cfg.top_k
-    out: dict[str, Any] = dict(ranking_metrics_of(model.ranking_scores, data.test_cases, data.spec.n_items, k))
-    if model.next_item is not None:
-        out["by_click"] = ranking_metrics_of(lambda c: model.ranking_scores(c, by_click=True), data.test_cases,
+    out: dict[str, Any] = dict(ranking_metrics_of(network.ranking_scores, data.test_cases, data.spec.n_items, k))
+    if network.next_item is not None:
+        out["by_click"] = ranking_metrics_of(lambda c: network.ranking_scores(c, by_click=True), data.test_cases,
                                              data.spec.n_items, k)
-    p_click, p_buy = model.predict(data.test)
+    p_click, p_buy = network.predict(data.test)
     out.update(_auc_metrics(data, p_click, p_buy))
     out.update({"train_seconds": train_seconds, "epochs_run": report.epochs_run, "best_epoch": report.best_epoch,
                 "best_val_loss": report.best_val_loss if math.isfinite(report.best_val_loss) else None})
-    return model, out
+    return network, out
 
 
 def parse_models(text: str | Sequence[str]) -> list[str]:

@@ -24,13 +24,13 @@ state carried over the whole life would see more than training did), then the sc
 first layer is summed per user and category (the cross features depend on an item only through
 its category) and gathered onto the items, so the users x items work is one gather, one addition
 and the head's trunk, in chunks of users small enough to stay in cache
-(:meth:`driftrec.agents.supervised.base.SupervisedModel.score_items`). Measured by ``driftrec bench
+(:meth:`driftrec.agents.supervised.base.SupervisedNetwork.score_items`). Measured by ``driftrec bench
 --learners``: evaluating 1,000 `default` users costs 1.4-2.8x `oracle-greedy`'s time on the same users.
 
 :class:`driftrec.agents.supervised.retraining.RetrainingPolicy` also learns while deployed.
 
-The policy knows its model through :class:`ScoringModel` (what it reads of it), not by importing
-:mod:`.base`, whose :meth:`~driftrec.agents.supervised.base.SupervisedModel.as_policy` builds it.
+The policy knows its model through :class:`ScoringNetwork` (what it reads of it), not by importing
+:mod:`.base`, whose :meth:`~driftrec.agents.supervised.base.SupervisedNetwork.as_policy` builds it.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from driftrec.envs.config import ConfigError
 from driftrec.envs.policy import Policy
 
 
-class ScoringModel(Protocol):
+class ScoringNetwork(Protocol):
     """What a :class:`SupervisedPolicy` reads of its model (a trained
-    :class:`driftrec.agents.supervised.base.SupervisedModel`)."""
+    :class:`driftrec.agents.supervised.base.SupervisedNetwork`)."""
 
     kind: str
     sequence: bool
@@ -67,17 +67,17 @@ class SupervisedPolicy(Policy):
     """A trained supervised model acting greedily on expected immediate reward (deterministic:
     ``act`` returns no propensities)."""
 
-    def __init__(self, model: ScoringModel, sim_model: Any):
-        spec = FeatureSpec.from_model(sim_model)
-        why = model.spec.mismatch(spec, model.sequence)
+    def __init__(self, network: ScoringNetwork, user_model: Any):
+        spec = FeatureSpec.from_user_model(user_model)
+        why = network.spec.mismatch(spec, network.sequence)
         if why:
-            raise ConfigError(f"the {model.kind} model cannot read this simulator's observations: {why}")
-        cfg = sim_model.cfg
-        if model.sequence and cfg.obs_mode != "history":
-            raise ConfigError(f"the {model.kind} model reads the history observation: set obs_mode=history "
+            raise ConfigError(f"the {network.kind} model cannot read this simulator's observations: {why}")
+        cfg = user_model.cfg
+        if network.sequence and cfg.obs_mode != "history":
+            raise ConfigError(f"the {network.kind} model reads the history observation: set obs_mode=history "
                               f"(got '{cfg.obs_mode}')")
-        self.model, self.sim_model, self.spec = model, sim_model, spec
-        self.k, self.m = int(sim_model.k), int(sim_model.m)
+        self.network, self.user_model, self.spec = network, user_model, spec
+        self.k, self.m = int(user_model.k), int(user_model.m)
         self.reads_hidden_state = self.m > 0  # candidates mode: the candidates' item ids (state.cand)
         self.n_actions = self.m or spec.n_items
         self.reward_click = float(cfg.reward_click)
@@ -103,19 +103,19 @@ class SupervisedPolicy(Policy):
                 state: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(P(click), P(purchase | click), purchase value) of every action, each (N, n_actions)
         (value: reward_purchase + reward_revenue * price); ``state`` only in candidates mode."""
-        spec, model = self.spec, self.model
-        user = torch.from_numpy(user_features_from_obs(obs, spec, model.spec, demographics=model.uses_demographics))
+        spec, network = self.spec, self.network
+        user = torch.from_numpy(user_features_from_obs(obs, spec, network.spec, demographics=network.uses_demographics))
         n = user.shape[0]
-        if model.sequence:
+        if network.sequence:
             hist_item, hist_beh = (torch.from_numpy(a) for a in history_from_obs(obs))
         else:  # unused by the encoder; shaped so the chunking can slice them
             hist_item = hist_beh = torch.zeros((n, 0), dtype=torch.int64)
         items = self.action_items(n, state)
         ids = torch.from_numpy(items)
-        cat = self.model.item_category[ids]
-        feat = self.model.item_features[ids]
+        cat = self.network.item_category[ids]
+        feat = self.network.item_features[ids]
         price = np.broadcast_to(spec.item_price[items], (n, items.shape[1]))
-        p_click, p_buy = model.score_items(user, hist_item, hist_beh, cat, feat, ids)
+        p_click, p_buy = network.score_items(user, hist_item, hist_beh, cat, feat, ids)
         value = self.reward_purchase + self.reward_revenue * price
         return p_click.double().numpy(), p_buy.double().numpy(), np.asarray(value, dtype=np.float64)
 

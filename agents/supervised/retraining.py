@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from driftrec.agents.supervised.adapt import gated_refit, refit_lr_scales
-from driftrec.agents.supervised.base import SupervisedModel
+from driftrec.agents.supervised.base import SupervisedNetwork
 from driftrec.agents.supervised.data import Examples, build_examples
 from driftrec.agents.supervised.policy import SupervisedPolicy
 from driftrec.envs.config import ConfigError
@@ -51,13 +51,13 @@ class RetrainingPolicy(SupervisedPolicy):
     """
 
     learns_online = True
-    model: SupervisedModel  # a refit needs the whole model (config, weights), not only what serving reads
+    network: SupervisedNetwork  # a refit needs the whole model (config, weights), not only what serving reads
 
-    def __init__(self, model: SupervisedModel, sim_model: Any, *, every_days: float | None = None,
+    def __init__(self, network: SupervisedNetwork, user_model: Any, *, every_days: float | None = None,
                  window_days: float | None = None, epochs: int | None = None, seed: int = 0,
                  log: pd.DataFrame | None = None, log_users: pd.DataFrame | None = None):
-        super().__init__(model, sim_model)
-        cfg = model.cfg
+        super().__init__(network, user_model)
+        cfg = network.cfg
         self.every_days = float(every_days if every_days is not None else cfg.retrain_every_days)
         self.window_days = float(window_days if window_days is not None else cfg.retrain_window_days)
         self.epochs = int(epochs if epochs is not None else cfg.retrain_epochs)
@@ -108,19 +108,19 @@ class RetrainingPolicy(SupervisedPolicy):
         clicks in the window or its validation slice; see the class doc)."""
         log = pd.concat(self._buffer, ignore_index=True) if len(self._buffer) > 1 else self._buffer[0]
         self._buffer = [log]
-        users = (simulated_users(self.sim_model, log["user_id"].to_numpy()).to_pandas()
-                 if self.model.uses_demographics else None)
-        examples = build_examples(log, self.model.spec, users)
+        users = (simulated_users(self.user_model, log["user_id"].to_numpy()).to_pandas()
+                 if self.network.uses_demographics else None)
+        examples = build_examples(log, self.network.spec, users)
         recent = examples.take((examples.time >= now - self.window_days) & (examples.time <= now))
         older = [examples.take(examples.time < now - self.window_days)]
         if self._log is not None:
             if self._log_examples is None:
-                self._log_examples = build_examples(self._log, self.model.spec,
-                                                    self._log_users if self.model.uses_demographics else None)
+                self._log_examples = build_examples(self._log, self.network.spec,
+                                                    self._log_users if self.network.uses_demographics else None)
             older.append(self._log_examples)
-        cfg = self.model.cfg
+        cfg = self.network.cfg
         seed = self.seed + len(self.refits)
-        outcome = gated_refit(self.model, recent, Examples.concat(older), cfg, epochs=self.epochs,
+        outcome = gated_refit(self.network, recent, Examples.concat(older), cfg, epochs=self.epochs,
                               lr_scales=refit_lr_scales(cfg), seed=seed)
         self.refits.append({"day": now, **outcome})
         self.refit_times.append(now)

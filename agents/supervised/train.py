@@ -44,7 +44,7 @@ import torch
 import yaml
 
 from driftrec.agents.supervised.adapt import finetune
-from driftrec.agents.supervised.base import FitReport, SupervisedModel, evaluate, fit
+from driftrec.agents.supervised.base import FitReport, SupervisedNetwork, evaluate, fit
 from driftrec.agents.supervised.config import SupervisedConfig, split_overrides
 from driftrec.agents.supervised.data import (
     Examples,
@@ -55,7 +55,7 @@ from driftrec.agents.supervised.data import (
     chronological_split,
     log_sim_config,
 )
-from driftrec.agents.supervised.registry import MODELS, make_model
+from driftrec.agents.supervised.registry import NETWORKS, make_network
 from driftrec.envs.config import ConfigError, SimConfig
 from driftrec.envs.events import EventLogError, load_events, load_users
 from driftrec.envs.presets import preset_config
@@ -81,8 +81,8 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     unusable log, a fine-tune window with no data) raise :class:`ConfigError` with a one-line
     message.
     """
-    if kind not in MODELS:
-        raise ConfigError(f"unknown supervised model '{kind}'; choose one of: {', '.join(sorted(MODELS))}")
+    if kind not in NETWORKS:
+        raise ConfigError(f"unknown supervised model '{kind}'; choose one of: {', '.join(sorted(NETWORKS))}")
     train_keys, sim_keys = split_overrides(overrides)
     cfg = SupervisedConfig.from_dict(train_keys)
     if sim_config is not None and sim_keys:
@@ -135,9 +135,9 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
     else:
         phases = [("train", rest)]
 
-    model = make_model(kind, spec, cfg, seed)
-    model.uses_demographics = examples.knows_demographics(spec)
-    model.set_pos_weights(phases[0][1], cfg.click_pos_weight, cfg.purchase_pos_weight)
+    network = make_network(kind, spec, cfg, seed)
+    network.uses_demographics = examples.knows_demographics(spec)
+    network.set_pos_weights(phases[0][1], cfg.click_pos_weight, cfg.purchase_pos_weight)
     known = examples.user[:, spec.user_slices["demographics"]].any(axis=1)
     result: dict[str, Any] = {
         "kind": kind, "seed": seed, "logs": str(logs), "preset": cfg.preset, "finetune_days": finetune_days,
@@ -147,33 +147,33 @@ def train_supervised(kind: str, logs: Path, out: Path, *, finetune_days: float |
                  "demographics": float(known.mean()) if len(known) else 0.0,
                  "click_rate": float(examples.click.mean()), "purchase_rate": float(examples.purchase.mean()),
                  "feature_seconds": features_s},
-        "pos_weight": {"click": float(model.pos_weight[0]), "purchase": float(model.pos_weight[1])},
+        "pos_weight": {"click": float(network.pos_weight[0]), "purchase": float(network.pos_weight[1])},
     }
     clicked_before_test = rest.item[rest.click > 0]
     training: dict[str, Any] = {}
     phase, data = phases[0]
-    report, validation = _fit_phase(model, data, cfg, seed, phase)
+    report, validation = _fit_phase(network, data, cfg, seed, phase)
     training[phase] = _report_dict(report, data, cfg)
     if finetune_days is not None:
-        result["pretrain_test"] = evaluate(model, test, clicked_before_test)
-        before = _flat_params(model)
+        result["pretrain_test"] = evaluate(network, test, clicked_before_test)
+        before = _flat_params(network)
         out.mkdir(parents=True, exist_ok=True)
-        model.save(out / "pretrained.pt")  # the stale model the fine-tune starts from, for comparisons
+        network.save(out / "pretrained.pt")  # the stale model the fine-tune starts from, for comparisons
 
         def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
             log.info("%s finetune epoch %d: train loss %.4f, val loss %.4f", kind, epoch, train_loss, val_loss)
 
-        training["finetune"] = finetune(model, rest, test_cut - finetune_days, cfg, seed + 1, on_epoch)
-        training["finetune"]["weight_change"] = float(torch.linalg.vector_norm(_flat_params(model) - before))
+        training["finetune"] = finetune(network, rest, test_cut - finetune_days, cfg, seed + 1, on_epoch)
+        training["finetune"]["weight_change"] = float(torch.linalg.vector_norm(_flat_params(network) - before))
     result["training"] = training
-    result["logit_offset"] = {"click": float(model.logit_offset[0]), "purchase": float(model.logit_offset[1])}
-    result["test"] = evaluate(model, test, clicked_before_test)
+    result["logit_offset"] = {"click": float(network.logit_offset[0]), "purchase": float(network.logit_offset[1])}
+    result["test"] = evaluate(network, test, clicked_before_test)
     if validation is not None and finetune_days is None:  # a fine-tuned model has seen past its validation
-        result["validation"] = evaluate(model, *validation)
+        result["validation"] = evaluate(network, *validation)
     result["train_seconds"] = time.perf_counter() - start
 
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.pt")
+    network.save(out / "model.pt")
     config = {"kind": kind, "seed": seed, "logs": str(logs), "finetune_days": finetune_days,
               "train": cfg.to_dict(), "sim": sim_cfg.to_dict()}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -209,7 +209,7 @@ def headline(metrics: dict[str, Any], top_k: int = 10) -> dict[str, Any]:
             f"popularity_ndcg@{top_k}": metrics["popularity"][f"ndcg@{top_k}"]}
 
 
-def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, seed: int,
+def _fit_phase(network: SupervisedNetwork, data: Examples, cfg: SupervisedConfig, seed: int,
                phase: str) -> tuple[FitReport, tuple[Examples, np.ndarray] | None]:
     """Fit on ``data`` with early stopping on its latest ``val_frac``; returns the report and the
     validation examples with the items clicked in training before them (None without validation)."""
@@ -219,13 +219,13 @@ def _fit_phase(model: SupervisedModel, data: Examples, cfg: SupervisedConfig, se
         train, val = data, None
 
     def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
-        log.info("%s %s epoch %d: train loss %.4f, val loss %.4f", model.kind, phase, epoch, train_loss, val_loss)
+        log.info("%s %s epoch %d: train loss %.4f, val loss %.4f", network.kind, phase, epoch, train_loss, val_loss)
 
-    report = fit(model, train, val, epochs=cfg.epochs, lr=cfg.lr, patience=cfg.patience, seed=seed,
+    report = fit(network, train, val, epochs=cfg.epochs, lr=cfg.lr, patience=cfg.patience, seed=seed,
                  on_epoch=on_epoch)
     if val is None:
         return report, None
-    model.recalibrate(val)
+    network.recalibrate(val)
     return report, (val, train.item[train.click > 0])
 
 
@@ -240,8 +240,8 @@ def _report_dict(report: FitReport, data: Examples, cfg: SupervisedConfig) -> di
             "train_loss": report.train_loss, "val_loss": report.val_loss, "seconds": report.seconds}
 
 
-def _flat_params(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+def _flat_params(network: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).clone() for p in network.parameters()])
 
 
 def _json_safe(value: Any) -> Any:

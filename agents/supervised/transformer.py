@@ -15,14 +15,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from driftrec.agents.supervised.base import ItemTokens, NextItemHead, SupervisedModel, register
+from driftrec.agents.supervised.base import ItemTokens, NextItemHead, SupervisedNetwork, register
 from driftrec.agents.supervised.config import SupervisedConfig
 from driftrec.agents.supervised.data import FeatureSpec
 from driftrec.envs.state import PAD
 
 
 @register
-class TransformerModel(SupervisedModel):
+class TransformerNetwork(SupervisedNetwork):
     """Causal self-attention over the event history, with click, purchase and next-item heads."""
 
     kind = "transformer"

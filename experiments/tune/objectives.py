@@ -135,11 +135,11 @@ def simulate_log(setup: StudySetup, path: Path) -> int:
     from driftrec.agents.registry import make_policy
     from driftrec.envs import rollout
     from driftrec.envs.events import EventWriter
-    from driftrec.envs.model import build_model
+    from driftrec.envs.user_model import build_user_model
 
     users = int(setup.settings["log_users"])
-    model = build_model(setup.sim)
-    policy = make_policy("logging", model, users, setup.config.seed)
+    user_model = build_user_model(setup.sim)
+    policy = make_policy("logging", user_model, users, setup.config.seed)
     with EventWriter(path) as writer:
-        rollout.simulate_log(model, policy, rollout.train_seeds(setup.config.seed, users), writer=writer)
+        rollout.simulate_log(user_model, policy, rollout.train_seeds(setup.config.seed, users), writer=writer)
     return int(writer.n_events)

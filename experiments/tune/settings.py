@@ -114,7 +114,7 @@ def study_setup(config: TuneConfig) -> StudySetup:
     base_hp: dict[str, Any] = {}
     if config.algo in RL:
         from driftrec.agents.rl import DISCRETE_ONLY, load_hyperparams, resolved_hyperparams
-        from driftrec.envs.model import build_model
+        from driftrec.envs.user_model import build_user_model
 
         base_hp = load_hyperparams(config.algo, config.preset)
         if config.timesteps is not None:
@@ -128,7 +128,7 @@ def study_setup(config: TuneConfig) -> StudySetup:
                               "hyperparameters")
         from gymnasium import spaces
 
-        if config.algo in DISCRETE_ONLY and not isinstance(build_model(sim).action_space, spaces.Discrete):
+        if config.algo in DISCRETE_ONLY and not isinstance(build_user_model(sim).action_space, spaces.Discrete):
             raise ConfigError(f"{config.algo} needs a single-item action but preset '{config.preset}' recommends "
                               "slates: tune ppo, or set slate_size=1")
         settings.update(timesteps=int(base_hp["n_timesteps"]), users=int(base_hp["n_envs"]),

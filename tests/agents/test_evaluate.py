@@ -16,9 +16,9 @@ from driftrec.agents.evaluate import (
 )
 from driftrec.agents.policies import Policy, PopularityPolicy
 from driftrec.agents.registry import make_policy
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rollout import eval_seeds
+from driftrec.envs.user_model import build_user_model
 
 N_USERS = 1000
 
@@ -27,12 +27,13 @@ N_USERS = 1000
 def test_oracle_beats_popularity_beats_random(preset: str) -> None:
     # one day of life keeps the test fast; the ordering holds for the full horizon too (see the report)
     cfg = preset_config(preset, {"horizon_days": 1.0})
-    model = build_model(cfg)
+    user_model = build_user_model(cfg)
     # popularity learns from a random burn-in log big enough to rank 500 items (the default 200
     # one-day users see each item about 4 times: its top item is then a coin flip)
     options = {"popularity": {"burn_in_users": 2000}}
-    results = {name: evaluate_policy(make_policy(name, model, N_USERS, seed=0, **options.get(name, {})), cfg, N_USERS,
-                                     seed=0, model=model)
+    results = {name: evaluate_policy(make_policy(name, user_model, N_USERS, seed=0, **options.get(name, {})), cfg,
+                                     N_USERS,
+                                     seed=0, user_model=user_model)
                for name in ("random", "popularity", "oracle-greedy")}
     oracle, popularity, random = (results[n] for n in ("oracle-greedy", "popularity", "random"))
     assert oracle.summary["reward"] > popularity.summary["reward"] > random.summary["reward"]
@@ -47,12 +48,12 @@ def test_oracle_beats_popularity_beats_random(preset: str) -> None:
 
 def test_evaluation_is_deterministic_and_policies_meet_the_same_users() -> None:
     cfg = preset_config("default", {"horizon_days": 2.0})
-    model = build_model(cfg)
+    user_model = build_user_model(cfg)
 
     def run(name: str) -> tuple[EvalResult, np.ndarray]:
-        spy = FirstObservation(make_policy(name, model, 300, seed=3, **({"burn_in_users": 20}
+        spy = FirstObservation(make_policy(name, user_model, 300, seed=3, **({"burn_in_users": 20}
                                                                          if name == "popularity" else {})))
-        return evaluate_policy(spy, cfg, 300, seed=3, batch=128, model=model), spy.first
+        return evaluate_policy(spy, cfg, 300, seed=3, batch=128, user_model=user_model), spy.first
 
     first, obs_first = run("random")
     again, obs_again = run("random")
@@ -69,7 +70,7 @@ def test_evaluation_is_deterministic_and_policies_meet_the_same_users() -> None:
     np.testing.assert_array_equal(obs_popular, obs_first)  # the same users, before any action
     assert popular.summary["reward"] != first.summary["reward"]
     # a different seed meets other users
-    other = evaluate_policy(make_policy("random", model, 300, seed=3), cfg, 300, seed=4, model=model)
+    other = evaluate_policy(make_policy("random", user_model, 300, seed=3), cfg, 300, seed=4, user_model=user_model)
     assert other.summary["reward"] != first.summary["reward"]
 
 
@@ -101,8 +102,8 @@ class FirstObservation(Policy):
 
 def test_summary_metrics_follow_their_definitions() -> None:
     cfg = preset_config("stationary", {"horizon_days": 2.0})
-    model = build_model(cfg)
-    res = evaluate_policy(make_policy("random", model, 400, seed=0), cfg, 400, seed=0, model=model)
+    user_model = build_user_model(cfg)
+    res = evaluate_policy(make_policy("random", user_model, 400, seed=0), cfg, 400, seed=0, user_model=user_model)
     s, u = res.summary, res.users
     assert s["users"] == 400 and len(u) == 400
     assert s["reward_ci_low"] < s["reward"] < s["reward_ci_high"]
@@ -119,8 +120,8 @@ def test_summary_metrics_follow_their_definitions() -> None:
     assert set(res.daily.columns) == {"user_id", "day", "reward"}
 
     # popularity shows one item: coverage 1 / n_items, diversity 1 / min(categories, impressions)
-    top = PopularityPolicy(model).fit_scores(np.arange(cfg.n_items, dtype=float))
-    res = evaluate_policy(top, cfg, 200, seed=0, model=model)
+    top = PopularityPolicy(user_model).fit_scores(np.arange(cfg.n_items, dtype=float))
+    res = evaluate_policy(top, cfg, 200, seed=0, user_model=user_model)
     assert res.summary["coverage"] == 1 / cfg.n_items
     shown = res.stats.impressions
     assert res.summary["diversity"] == pytest.approx(np.mean(1 / np.minimum(cfg.n_categories, shown)))
@@ -138,13 +139,13 @@ def test_bootstrap_ci_is_seeded_and_handles_degenerate_samples() -> None:
 
 def test_evaluation_rejects_bad_arguments() -> None:
     cfg = preset_config("stationary", {"horizon_days": 1.0})
-    model = build_model(cfg)
-    policy = make_policy("random", model, 5, seed=0)
+    user_model = build_user_model(cfg)
+    policy = make_policy("random", user_model, 5, seed=0)
     with pytest.raises(ValueError, match="n_users must be >= 1"):
         evaluate_policy(policy, cfg, 0, seed=0)
     with pytest.raises(ValueError, match="model.cfg differs"):
-        evaluate_policy(policy, preset_config("default"), 5, seed=0, model=model)
-    a = evaluate_policy(policy, cfg, 5, seed=0, model=model)
-    b = evaluate_policy(policy, cfg, 5, seed=1, model=model)
+        evaluate_policy(policy, preset_config("default"), 5, seed=0, user_model=user_model)
+    a = evaluate_policy(policy, cfg, 5, seed=0, user_model=user_model)
+    b = evaluate_policy(policy, cfg, 5, seed=1, user_model=user_model)
     with pytest.raises(ValueError, match="same users"):
         paired_difference(a, b)

@@ -28,8 +28,8 @@ from driftrec.agents.registry import make_policy
 from driftrec.agents.rl import SB3Policy, build_agent, env_spec, load_agent, load_hyperparams, save_agent
 from driftrec.agents.warm_start import WarmStart, warm_start
 from driftrec.envs.config import ConfigError
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
+from driftrec.envs.user_model import build_user_model
 from driftrec.envs.vector import ShopSimVecEnv
 
 # A small stationary shop where each of the four segments has its own best item (items 15, 19,
@@ -73,8 +73,9 @@ def obs_of(n_users: int, seed: int = 99, **overrides: object) -> np.ndarray | di
 @pytest.fixture(scope="module")
 def popularity() -> EvalResult:
     cfg = preset_config("stationary", SEGMENTS)
-    model = build_model(cfg)
-    return evaluate_policy(make_policy("popularity", model, EVAL_USERS, 0), cfg, EVAL_USERS, 0, model=model)
+    user_model = build_user_model(cfg)
+    popularity = make_policy("popularity", user_model, EVAL_USERS, 0)
+    return evaluate_policy(popularity, cfg, EVAL_USERS, 0, user_model=user_model)
 
 
 @pytest.mark.slow
@@ -97,8 +98,8 @@ def test_item_scoring_agents_learn_each_segments_best_item(algo: str, hp: dict, 
 def test_scores_come_from_one_function_shared_by_the_items() -> None:
     """Without item ids, two items with the same category and price get the same score for every
     user, and a gradient step on one item's score moves the others' (what one item teaches transfers)."""
-    model = build_model(preset_config("stationary", TINY))
-    catalog = catalog_kwargs(model)
+    user_model = build_user_model(preset_config("stationary", TINY))
+    catalog = catalog_kwargs(user_model)
     catalog["item_price"][1] = catalog["item_price"][0]
     catalog["item_category"][1] = catalog["item_category"][0]
     scorer = ItemScorer(64, 0, catalog, 20, 1, [32], torch.nn.ReLU, item_ids=False, init_scale=0.5)
@@ -128,7 +129,7 @@ def test_selected_by_name_in_the_yaml_for_every_algorithm_and_mlp_stays_availabl
             {"learning_starts": 8, "batch_size": 8, "buffer_size": 100}
         agent = build_agent(algo, env(2, **TINY), {**IS, **hp}, seed=0)
         assert type(agent.policy) is cls
-        assert agent.policy_kwargs["catalog"] == catalog_kwargs(build_model(preset_config("stationary", TINY)))
+        assert agent.policy_kwargs["catalog"] == catalog_kwargs(build_user_model(preset_config("stationary", TINY)))
         flat = build_agent(algo, env(2, **TINY), {"policy": "MlpPolicy", **hp}, seed=0)
         assert type(flat.policy).__name__ in ("ActorCriticPolicy", "MaskableActorCriticPolicy", "DQNPolicy",
                                               "QRDQNPolicy")
@@ -143,8 +144,8 @@ def test_selected_by_name_in_the_yaml_for_every_algorithm_and_mlp_stays_availabl
 
 
 def test_the_catalog_is_plain_data_and_other_user_models_are_refused() -> None:
-    model = build_model(preset_config("default"))
-    catalog = catalog_kwargs(model)
+    user_model = build_user_model(preset_config("default"))
+    catalog = catalog_kwargs(user_model)
     assert json.loads(json.dumps(catalog)) == catalog  # YAML/JSON-safe: SB3 saves it with the model
     assert len(catalog["item_category"]) == 500 and catalog["columns"]["counts"] == [24, 64]
     recsim = preset_config("recsim-ie")
@@ -183,8 +184,8 @@ def test_candidates_are_scored_from_their_features(algo: str) -> None:
     assert actions.shape == (16,) and ((0 <= actions) & (actions < 5)).all()
     # permuting the candidates in the observation permutes their scores: a score is a function of
     # the candidate's features and the user, not of its slot
-    model = build_model(preset_config("stationary", overrides))
-    cols = model.layout["candidates"]
+    user_model = build_user_model(preset_config("stationary", overrides))
+    cols = user_model.layout["candidates"]
     perm = np.array([3, 0, 4, 1, 2])
     shuffled = obs.copy()
     shuffled[:, cols] = obs[:, cols].reshape(16, 5, -1)[:, perm].reshape(16, -1)
@@ -260,21 +261,22 @@ def test_a_warm_started_agent_starts_at_least_as_good_as_its_teacher(algo: str, 
     requests, ``source="rollout"``). Measured against the teacher's 3.86: logs PPO -0.08 [-0.38,
     0.20], DQN -0.16 [-0.41, 0.06] (greedy actions agree on 81-83% of held-out logged requests,
     the rest mostly near-ties); rollout PPO +0.18 [-0.08, 0.47], DQN +0.34 [0.14, 0.63]."""
-    from driftrec.agents.supervised import load_model
+    from driftrec.agents.supervised import load_network
 
     folder, log = teacher
     cfg = preset_config("stationary", SEGMENTS)
-    model = build_model(cfg)
-    supervised = evaluate_policy(load_model(folder / "model.pt").as_policy(model), cfg, EVAL_USERS, 0, model=model)
+    user_model = build_user_model(cfg)
+    teacher = load_network(folder / "model.pt").as_policy(user_model)
+    supervised = evaluate_policy(teacher, cfg, EVAL_USERS, 0, user_model=user_model)
     agent = build_agent(algo, VecMonitor(ShopSimVecEnv(8, config=cfg, seed=0)), SMALL_STEPS[algo], seed=0)
     if source == "logs":
-        report = warm_start(agent, folder, model, events=log, seed=0)
+        report = warm_start(agent, folder, user_model, events=log, seed=0)
         assert report.env_steps == 0
     else:
-        report = warm_start(agent, folder, model, source="rollout", users=400, seed=0)
+        report = warm_start(agent, folder, user_model, source="rollout", users=400, seed=0)
         assert report.env_steps == report.observations > 0
     assert report.source == source and report.agreement > 0.7
-    warm = evaluate_policy(SB3Policy(agent), cfg, EVAL_USERS, 0, model=model)
+    warm = evaluate_policy(SB3Policy(agent), cfg, EVAL_USERS, 0, user_model=user_model)
     diff, low, high = paired_difference(warm, supervised)
     teacher_reward = supervised.summary["reward"]
     tolerance = 0.10 if source == "logs" else 0.05
@@ -285,11 +287,11 @@ def test_a_warm_started_agent_starts_at_least_as_good_as_its_teacher(algo: str, 
 def test_warm_start_runs_as_a_callback_before_the_first_step(teacher: tuple[Path, Path]) -> None:
     folder, log = teacher
     cfg = preset_config("stationary", SEGMENTS)
-    model = build_model(cfg)
+    user_model = build_user_model(cfg)
     agent = build_agent("ppo", VecMonitor(ShopSimVecEnv(8, config=cfg, seed=0)), SMALL_STEPS["ppo"], seed=0)
-    callback = WarmStart(folder, model, events=log, seed=0, steps=20)
+    callback = WarmStart(folder, user_model, events=log, seed=0, steps=20)
     agent.learn(64, callback=callback)
     assert callback.report is not None and callback.report.observations > 0
     with pytest.raises(ConfigError, match="needs catalog mode"):
-        candidates = build_model(preset_config("stationary", {**SEGMENTS, "action_mode": "candidates"}))
+        candidates = build_user_model(preset_config("stationary", {**SEGMENTS, "action_mode": "candidates"}))
         warm_start(agent, folder, candidates, events=log)

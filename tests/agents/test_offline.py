@@ -19,7 +19,7 @@ import torch
 
 from driftrec.agents.evaluate import evaluate_policy
 from driftrec.agents.policies import RandomPolicy
-from driftrec.agents.supervised import SupervisedConfig, load_model
+from driftrec.agents.supervised import SupervisedConfig, load_network
 from driftrec.agents.supervised.data import LogDataError
 from driftrec.agents.supervised.offline import (
     evaluate_popularity,
@@ -27,13 +27,13 @@ from driftrec.agents.supervised.offline import (
     parse_models,
     prepare_offline,
     ranking_from_bounds,
-    train_offline_model,
+    train_offline_network,
 )
 from driftrec.envs.config import ConfigError
 from driftrec.envs.events import EPOCH, MS_PER_DAY, EventRecorder, simulated_users
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rollout import rollout
+from driftrec.envs.user_model import build_user_model
 
 # A month of the default shop: at its volumes (about 2 clicks per user per month under a random
 # policy) that is what it takes for about 150 users to have the 3 clicks the leave-last-out split holds
@@ -50,9 +50,9 @@ def _one_thread() -> None:
 def simulate(n_users: int, seed: int = 0, preset: str = "default", **overrides: Any) -> tuple[Any, pd.DataFrame]:
     """(SimConfig, event log) of ``n_users`` random-policy users."""
     cfg = preset_config(preset, {"horizon_days": DAYS, **overrides})
-    model = build_model(cfg)
-    recorder = EventRecorder(model)
-    rollout(model, RandomPolicy(model.action_space, n_users, seed), seed + np.arange(n_users), recorder=recorder)
+    network = build_user_model(cfg)
+    recorder = EventRecorder(network)
+    rollout(network, RandomPolicy(network.action_space, n_users, seed), seed + np.arange(n_users), recorder=recorder)
     return cfg, recorder.to_table().to_pandas()
 
 
@@ -204,7 +204,8 @@ def test_sequence_model_beats_popularity_on_a_deterministic_next_item() -> None:
     data = prepare_offline(next_item_log())
     assert data.stats["test_users"] == 160 and data.spec.source == "log"
     pop = evaluate_popularity(data)
-    _, gru = train_offline_model("gru", data, SupervisedConfig(epochs=5, lr=1e-2, embedding_dim=16, hidden=16), seed=0)
+    _, gru = train_offline_network("gru", data, SupervisedConfig(epochs=5, lr=1e-2, embedding_dim=16, hidden=16),
+                                   seed=0)
     assert pop["hr@10"] < 0.45
     assert gru["hr@10"] > 0.9 and gru["mrr"] > 2 * pop["mrr"]
 
@@ -212,7 +213,7 @@ def test_sequence_model_beats_popularity_on_a_deterministic_next_item() -> None:
 def test_models_train_and_report_auc_on_a_simulated_log(sim_log: tuple[Any, pd.DataFrame]) -> None:
     cfg, events = sim_log
     data = prepare_offline(events, sim_config=cfg)
-    model, out = train_offline_model("mlp", data, TINY)
+    network, out = train_offline_network("mlp", data, TINY)
     assert out["n"] == data.stats["test_users"] and out["epochs_run"] == 1
     assert 0.5 < out["click_auc"] < 1.0  # random-policy impressions: clicks follow interest, so > chance
     assert out["purchase_auc"] is not None and out["train_seconds"] > 0
@@ -224,10 +225,10 @@ def test_models_train_and_report_auc_on_a_simulated_log(sim_log: tuple[Any, pd.D
 def test_a_simulated_logs_model_acts_in_the_simulator(sim_log: tuple[Any, pd.DataFrame], tmp_path: Any) -> None:
     cfg, events = sim_log
     data = prepare_offline(events, sim_config=cfg)
-    model, _ = train_offline_model("gru", data, TINY)
-    loaded = load_model(model.save(tmp_path / "gru.pt"))
+    network, _ = train_offline_network("gru", data, TINY)
+    loaded = load_network(network.save(tmp_path / "gru.pt"))
     sim_cfg = preset_config("default", {"horizon_days": DAYS, "obs_mode": "history"})
-    result = evaluate_policy(loaded.as_policy(build_model(sim_cfg)), sim_cfg, 8, seed=3)
+    result = evaluate_policy(loaded.as_policy(build_user_model(sim_cfg)), sim_cfg, 8, seed=3)
     assert result.summary["users"] == 8 and result.summary["clicks"] >= 0
 
 
@@ -235,12 +236,12 @@ def test_a_logs_own_model_is_for_offline_scoring_only(sim_log: tuple[Any, pd.Dat
     cfg, events = sim_log
     data = prepare_offline(without_impressions(events))
     assert "stores no simulator config" in data.why_offline_only
-    model, _ = train_offline_model("transformer", data, TINY)
-    again = load_model(model.save(tmp_path / "t.pt"))  # the log's catalog travels in the checkpoint
+    network, _ = train_offline_network("transformer", data, TINY)
+    again = load_network(network.save(tmp_path / "t.pt"))  # the log's catalog travels in the checkpoint
     assert again.spec.source == "log" and again.spec.n_items == data.spec.n_items
-    np.testing.assert_array_equal(again.ranking_scores(data.test_cases), model.ranking_scores(data.test_cases))
+    np.testing.assert_array_equal(again.ranking_scores(data.test_cases), network.ranking_scores(data.test_cases))
     with pytest.raises(ConfigError, match="offline scoring only"):
-        again.as_policy(build_model(preset_config("default", {"obs_mode": "history"})))
+        again.as_policy(build_user_model(preset_config("default", {"obs_mode": "history"})))
 
 
 def test_a_named_preset_that_does_not_match_is_an_error(sim_log: tuple[Any, pd.DataFrame]) -> None:
@@ -259,12 +260,12 @@ def test_a_users_table_gives_the_demographics(sim_log: tuple[Any, pd.DataFrame])
     """With the log's users table the offline models train on demographics (and serve them); a
     log without one (a shop's own) keeps them zero."""
     cfg, events = sim_log
-    users = simulated_users(build_model(cfg), events["user_id"].to_numpy()).to_pandas()
+    users = simulated_users(build_user_model(cfg), events["user_id"].to_numpy()).to_pandas()
     data = prepare_offline(events, sim_config=cfg, users=users)
     demo = data.train.user[:, data.spec.user_slices["demographics"]]
     np.testing.assert_array_equal(demo.sum(axis=1), 3.0)
-    model, _ = train_offline_model("mlp", data, TINY)
-    assert model.uses_demographics
+    network, _ = train_offline_network("mlp", data, TINY)
+    assert network.uses_demographics
     blind = prepare_offline(events, sim_config=cfg)
     assert not blind.train.user[:, blind.spec.user_slices["demographics"]].any()
-    assert not train_offline_model("mlp", blind, TINY)[0].uses_demographics
+    assert not train_offline_network("mlp", blind, TINY)[0].uses_demographics

@@ -14,7 +14,7 @@ import pytest
 from driftrec.agents import plugins
 from driftrec.agents.policies import OracleGreedyPolicy, RandomPolicy
 from driftrec.envs.config import ConfigError
-from driftrec.envs.model import model_for
+from driftrec.envs.user_model import user_model_for
 
 PLUG = '''
 from driftrec.agents.policies import OracleGreedyPolicy, RandomPolicy
@@ -85,31 +85,32 @@ def plug(user_module: Callable[[str, str], None]) -> str:
 
 
 def test_an_entry_resolves_to_its_factory_and_builds_the_policy(plug: str) -> None:
-    model = model_for("default", {"n_items": 30, "n_categories": 3})
+    user_model = user_model_for("default", {"n_items": 30, "n_categories": 3})
     assert plugins.is_plugin(f"{plug}:make") and not plugins.is_plugin("random")
     factory = plugins.load_factory(f"{plug}:make")
     assert factory is sys.modules[plug].make and plugins.factory_inputs(factory) == ()
-    policy = plugins.make_plugin_policy(f"{plug}:make", model, 5, 3)
+    policy = plugins.make_plugin_policy(f"{plug}:make", user_model, 5, 3)
     assert isinstance(policy, RandomPolicy) and plugins.plugin_family(f"{plug}:make", policy) == "custom"
     assert plugins.plugin_train_cost(policy, 1.5) == {"wall_s": 1.5, "env_steps": 0}
 
 
 def test_a_factory_asks_for_the_logs_by_naming_them(plug: str, tmp_path: Path) -> None:
-    model = model_for("default", {"n_items": 30, "n_categories": 3})
+    user_model = user_model_for("default", {"n_items": 30, "n_categories": 3})
     assert plugins.factory_inputs(plugins.load_factory(f"{plug}:with_logs")) == ("logs", "logs_path")
     assert plugins.factory_inputs(plugins.load_factory(f"{plug}:kwargs_only")) == ()  # **options asks for nothing
-    plugins.make_plugin_policy(f"{plug}:kwargs_only", model, 5, 0, logs=None)  # given only what it names
+    plugins.make_plugin_policy(f"{plug}:kwargs_only", user_model, 5, 0, logs=None)  # given only what it names
     logs = pd.DataFrame({"item_id": [1, 2], "behaviour": ["click", "click"]})
-    policy = plugins.make_plugin_policy(f"{plug}:with_logs", model, 5, 0, logs=logs, logs_path=tmp_path / "l.parquet")
+    policy = plugins.make_plugin_policy(f"{plug}:with_logs", user_model, 5, 0, logs=logs,
+                                        logs_path=tmp_path / "l.parquet")
     cost = plugins.plugin_train_cost(policy, 2.0)
     assert cost == {"rows": 2, "path": str(tmp_path / "l.parquet"), "wall_s": 2.0, "env_steps": 0}
 
 
 def test_a_policy_reading_the_hidden_state_is_an_oracle(plug: str) -> None:
-    model = model_for("default", {"n_items": 30, "n_categories": 3})
-    oracle = plugins.make_plugin_policy(f"{plug}:Oracle", model, 5, 0)  # a class is a factory too
+    user_model = user_model_for("default", {"n_items": 30, "n_categories": 3})
+    oracle = plugins.make_plugin_policy(f"{plug}:Oracle", user_model, 5, 0)  # a class is a factory too
     assert isinstance(oracle, OracleGreedyPolicy) and plugins.plugin_family(f"{plug}:Oracle", oracle) == "oracle"
-    claims = plugins.make_plugin_policy(f"{plug}:Claims", model, 5, 0)
+    claims = plugins.make_plugin_policy(f"{plug}:Claims", user_model, 5, 0)
     assert plugins.plugin_family(f"{plug}:Claims", claims) == "rl"
     claims.reads_hidden_state = True
     with pytest.raises(ConfigError, match=r"policy 'plug_unit:Claims' reads the hidden user state.*not family 'rl'"):
@@ -143,13 +144,13 @@ def test_bad_entries_are_one_line_errors_naming_them(plug: str, tmp_path: Path, 
 
 
 def test_what_the_factory_does_wrong_is_one_line_naming_the_entry(plug: str) -> None:
-    model = model_for("default", {"n_items": 30, "n_categories": 3})
+    user_model = user_model_for("default", {"n_items": 30, "n_categories": 3})
     with pytest.raises(ConfigError, match=r"^policy 'plug_unit:returns_dict': the factory returned a builtins\.dict, "
                                           r"not a driftrec\.envs\.policy\.Policy$"):
-        plugins.make_plugin_policy(f"{plug}:returns_dict", model, 5, 0)
+        plugins.make_plugin_policy(f"{plug}:returns_dict", user_model, 5, 0)
     with pytest.raises(ConfigError, match=r"^policy 'plug_unit:raises': the factory raised RuntimeError: out of "
                                           r"coffee$") as info:
-        plugins.make_plugin_policy(f"{plug}:raises", model, 5, 0)
+        plugins.make_plugin_policy(f"{plug}:raises", user_model, 5, 0)
     assert isinstance(info.value.__cause__, RuntimeError)  # the traceback of the user's code is kept
 
 
@@ -166,7 +167,7 @@ def test_a_module_that_fails_to_import_is_one_line(user_module: Callable[[str, s
 
 @pytest.mark.parametrize("info", [[1, 2], {"wall_s": -1.0}, {"env_steps": "many"}, {"wall_s": True}])
 def test_train_info_must_be_a_mapping_of_numbers(plug: str, info: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = model_for("default", {"n_items": 30, "n_categories": 3})
+    user_model = user_model_for("default", {"n_items": 30, "n_categories": 3})
     monkeypatch.setattr(importlib.import_module(plug), "INFO", info)
     with pytest.raises(ConfigError, match=r"^policy 'plug_unit:with_info': train_info"):
-        plugins.make_plugin_policy(f"{plug}:with_info", model, 5, 0)
+        plugins.make_plugin_policy(f"{plug}:with_info", user_model, 5, 0)

@@ -33,9 +33,9 @@ from driftrec.agents.rl import (
     validation_seeds,
 )
 from driftrec.envs.config import ConfigError, SimConfig
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.rollout import eval_seeds, train_seeds
+from driftrec.envs.user_model import build_user_model
 from driftrec.envs.vector import ShopSimVecEnv
 
 # A small stationary shop: 20 items in 4 categories, one-day lives. Two items are far better than
@@ -67,8 +67,9 @@ def small_env(n_users: int, seed: int = 0, preset: str = "stationary", **overrid
 def references() -> dict[str, EvalResult]:
     """Random and oracle-greedy on the evaluation users of the small catalog (seed 0)."""
     cfg = preset_config("stationary", SMALL)
-    model = build_model(cfg)
-    return {name: evaluate_policy(make_policy(name, model, EVAL_USERS, 0), cfg, EVAL_USERS, 0, model=model)
+    user_model = build_user_model(cfg)
+    return {name: evaluate_policy(make_policy(name, user_model, EVAL_USERS, 0), cfg, EVAL_USERS, 0,
+                                  user_model=user_model)
             for name in ("random", "oracle-greedy")}
 
 
@@ -298,8 +299,8 @@ def test_validation_users_are_the_same_at_every_reset_and_never_train_or_eval_us
 # ------------------------------------------------------------------------------------- extractors
 @pytest.mark.parametrize("cls", [GRUExtractor, AttentionExtractor])
 def test_extractors_give_the_declared_dim_and_finite_output_with_empty_history(cls: type) -> None:
-    model = build_model(preset_config("stationary", {**TINY, "obs_mode": "history", "history_len": 6}))
-    space = model.observation_space
+    user_model = build_user_model(preset_config("stationary", {**TINY, "obs_mode": "history", "history_len": 6}))
+    space = user_model.observation_space
     extractor = cls(space, features_dim=24)
     assert extractor.features_dim == 24
     env = ShopSimVecEnv(5, preset="stationary", seed=0, **{**TINY, "obs_mode": "history", "history_len": 6})

@@ -22,8 +22,8 @@ from driftrec.agents.supervised.base import (
     next_event_targets,
     request_groups,
 )
-from driftrec.agents.supervised.offline import evaluate_popularity, prepare_offline, train_offline_model
-from driftrec.agents.supervised.registry import make_model
+from driftrec.agents.supervised.offline import evaluate_popularity, prepare_offline, train_offline_network
+from driftrec.agents.supervised.registry import make_network
 from driftrec.envs.state import CART, CLICK, PAD, PURCHASE, SEARCH, VIEW
 from tests.agents.test_offline import next_item_log
 
@@ -75,18 +75,18 @@ def test_request_groups_are_runs_of_identical_encoder_inputs() -> None:
 
 
 def test_each_request_is_encoded_once_per_epoch(pseudo: object) -> None:
-    model = make_model("gru", pseudo.spec, TINY, seed=0)
-    model.set_pos_weights(pseudo.train)
+    network = make_network("gru", pseudo.spec, TINY, seed=0)
+    network.set_pos_weights(pseudo.train)
     encoded: list[int] = []
-    encode = model.encode
+    encode = network.encode
 
     def counting(user: torch.Tensor, hist_item: torch.Tensor, hist_beh: torch.Tensor) -> object:
-        if model.training:
+        if network.training:
             encoded.append(len(user))
         return encode(user, hist_item, hist_beh)
 
-    model.encode = counting  # type: ignore[method-assign]
-    fit(model, pseudo.train, None, epochs=1, lr=1e-3, patience=1, seed=0)
+    network.encode = counting  # type: ignore[method-assign]
+    fit(network, pseudo.train, None, epochs=1, lr=1e-3, patience=1, seed=0)
     targets = int((pseudo.train.click > 0).sum())
     assert len(pseudo.train) == 5 * targets  # each target with its 4 negatives
     assert sum(encoded) == targets  # one encoder row per pseudo-request, not per example
@@ -113,8 +113,8 @@ def test_the_auto_window_share_sees_each_event_about_once_per_epoch(pseudo: obje
 def test_sampled_softmax_is_log_q_corrected_and_masks_the_target() -> None:
     data = prepare_offline(next_item_log(n_users=40, length=6))
     cfg = SupervisedConfig(epochs=1, hidden=8, embedding_dim=8, softmax_samples=2000)
-    model = make_model("gru", data.spec, cfg, seed=0)
-    head = model.next_item
+    network = make_network("gru", data.spec, cfg, seed=0)
+    head = network.next_item
     counts = np.arange(data.spec.n_items, dtype=np.float64)
     head.set_sampling(counts, seed=3)
     q = (counts + 1) / (counts + 1).sum()
@@ -149,7 +149,7 @@ def test_a_sampled_softmax_learns_the_next_item_as_the_full_one_does() -> None:
     data = prepare_offline(next_item_log())
     pop = evaluate_popularity(data)
     cfg = dict(epochs=5, lr=1e-2, embedding_dim=16, hidden=16)
-    _, full = train_offline_model("gru", data, SupervisedConfig(**cfg), seed=0)
-    _, sampled = train_offline_model("gru", data, SupervisedConfig(**cfg, softmax_samples=8), seed=0)
+    _, full = train_offline_network("gru", data, SupervisedConfig(**cfg), seed=0)
+    _, sampled = train_offline_network("gru", data, SupervisedConfig(**cfg, softmax_samples=8), seed=0)
     assert pop["hr@10"] < 0.45
     assert full["hr@10"] > 0.9 and sampled["hr@10"] > 0.9

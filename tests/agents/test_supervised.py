@@ -24,24 +24,24 @@ import yaml
 from driftrec.agents.evaluate import EvalResult, evaluate_policy, paired_difference
 from driftrec.agents.policies import RandomPolicy
 from driftrec.agents.supervised import (
-    MODELS,
+    NETWORKS,
     FeatureSpec,
     RetrainingPolicy,
     SupervisedConfig,
     SupervisedPolicy,
     build_examples,
     fit,
-    load_model,
-    make_model,
+    load_network,
+    make_network,
     train_supervised,
 )
 from driftrec.agents.supervised.data import LogDataError, check_log, chronological_split, user_features_from_obs
 from driftrec.envs.config import ConfigError
 from driftrec.envs.events import EventRecorder, EventWriter, load_events, load_users
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import LONG_TERM_OFF, preset_config
 from driftrec.envs.rng import user_keys
 from driftrec.envs.rollout import rollout, train_seeds
+from driftrec.envs.user_model import build_user_model
 
 KINDS = ("mlp", "gru", "transformer")
 DAYS = 4.0
@@ -66,9 +66,10 @@ def _one_thread() -> None:
 
 def simulate_log(path: Path, preset: str, n_users: int, seed: int = 0, **overrides: Any) -> Path:
     """A random-policy event log of ``n_users`` users (one life each) written to ``path``."""
-    model = build_model(preset_config(preset, {"horizon_days": DAYS, **overrides}))
-    recorder = EventRecorder(model)
-    rollout(model, RandomPolicy(model.action_space, n_users, seed), seed + np.arange(n_users), recorder=recorder)
+    user_model = build_user_model(preset_config(preset, {"horizon_days": DAYS, **overrides}))
+    recorder = EventRecorder(user_model)
+    rollout(user_model, RandomPolicy(user_model.action_space, n_users, seed), seed + np.arange(n_users),
+            recorder=recorder)
     recorder.write_parquet(path)
     return path
 
@@ -98,26 +99,26 @@ def trained(default_log: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 # ------------------------------------------------------------------------------------- features
 def _rollout_with_observations(cfg_overrides: dict[str, Any], n: int = 40, seed: int = 3):
     """Step a batch under the random policy, keeping every active user's observation per request."""
-    model = build_model(preset_config(cfg_overrides.pop("preset", "default"), cfg_overrides))
-    policy = RandomPolicy(model.action_space, n, seed)
-    state = model.init(user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
-    recorder = EventRecorder(model)
+    user_model = build_user_model(preset_config(cfg_overrides.pop("preset", "default"), cfg_overrides))
+    policy = RandomPolicy(user_model.action_space, n, seed)
+    state = user_model.init(user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
+    recorder = EventRecorder(user_model)
     active = np.ones(n, dtype=bool)
     seen: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
     step = np.zeros(n, dtype=np.int64)
     while active.any():
-        obs = model.observe(state)
+        obs = user_model.observe(state)
         rows = np.flatnonzero(active)
         seen.append((np.stack([rows, step[rows]], axis=1), {k: v[rows] for k, v in obs.items()}))
         actions, prop = policy.act(obs)
-        state, out = model.step(state, actions, inplace=True)
+        state, out = user_model.step(state, actions, inplace=True)
         recorder.record(out, seed + np.arange(n), prop, active)
         step[active] += 1
         active &= ~(out.terminated | out.truncated)
     keys = np.concatenate([k for k, _ in seen])
     order = np.lexsort((keys[:, 1], keys[:, 0]))  # by user, then request: the log's order
     obs = {name: np.concatenate([o[name] for _, o in seen])[order] for name in seen[0][1]}
-    return model, recorder.to_table().to_pandas(), obs, recorder.users_table().to_pandas()
+    return user_model, recorder.to_table().to_pandas(), obs, recorder.users_table().to_pandas()
 
 
 @pytest.mark.parametrize("overrides", [
@@ -126,8 +127,9 @@ def _rollout_with_observations(cfg_overrides: dict[str, Any], n: int = 40, seed:
     {"preset": "seasonal", "slate_size": 3, "count_decay": 0.5, "history_len": 8},
 ])
 def test_replayed_features_equal_the_simulators_observations(overrides: dict[str, Any]) -> None:
-    model, events, obs, users = _rollout_with_observations({"obs_mode": "history", "horizon_days": 3.0, **overrides})
-    spec = FeatureSpec.from_model(model)
+    user_model, events, obs, users = _rollout_with_observations({"obs_mode": "history", "horizon_days": 3.0,
+                                                                 **overrides})
+    spec = FeatureSpec.from_user_model(user_model)
     ex = build_examples(events, spec, users)
     first = ex.take(ex.position == 0)  # position 0 is always shown: one row per request, in log order
     assert len(first) == len(obs["features"])
@@ -161,14 +163,14 @@ def test_demographics_come_from_the_users_table(default_log: Path, trained: dict
     assert not ex2.user[first][:, spec.user_slices["demographics"]].any()
     np.testing.assert_array_equal(ex2.user[~first][:, spec.user_slices["demographics"]].sum(axis=1), 2.0)
 
-    with_table = load_model(trained["mlp"][0] / "model.pt")
+    with_table = load_network(trained["mlp"][0] / "model.pt")
     assert with_table.uses_demographics and trained["mlp"][1]["data"]["demographics"] == 1.0
     bare = tmp_path / "bare.parquet"  # the same events without the users table
     pq.write_table(pq.read_table(default_log), bare)
     metrics = train_supervised("mlp", bare, tmp_path / "run", epochs=1, **LOG)
-    without = load_model(tmp_path / "run" / "model.pt")
+    without = load_network(tmp_path / "run" / "model.pt")
     assert metrics["data"]["demographics"] == 0.0 and not without.uses_demographics
-    sim = build_model(preset_config("default", {"horizon_days": DAYS}))
+    sim = build_user_model(preset_config("default", {"horizon_days": DAYS}))
     obs = sim.observe(sim.init(user_keys(np.arange(20) + 10**9), np.zeros(20, dtype=np.int64)))
     other = obs.copy()
     other[:, sim.layout["demographics"]] = np.roll(obs[:, sim.layout["demographics"]], 1, axis=0)
@@ -265,31 +267,31 @@ def test_seeded_training_is_reproducible(default_log: Path, tmp_path: Path) -> N
 # ------------------------------------------------------------------------------------- save / load
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_gives_identical_predictions(kind: str, default_log: Path, trained: dict, tmp_path: Path) -> None:
-    model = load_model(trained[kind][0] / "model.pt")
-    spec = model.spec
+    network = load_network(trained[kind][0] / "model.pt")
+    spec = network.spec
     ex = build_examples(load_events(default_log), spec).take(slice(0, 600))
-    again = load_model(model.save(tmp_path / "copy.pt"))
-    for a, b in zip(model.predict(ex), again.predict(ex), strict=True):
+    again = load_network(network.save(tmp_path / "copy.pt"))
+    for a, b in zip(network.predict(ex), again.predict(ex), strict=True):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(model.ranking_scores(ex.take(slice(0, 50))),
+    np.testing.assert_array_equal(network.ranking_scores(ex.take(slice(0, 50))),
                                   again.ranking_scores(ex.take(slice(0, 50))))
-    assert type(again).kind == kind and again.cfg == model.cfg
+    assert type(again).kind == kind and again.cfg == network.cfg
 
 
 def test_load_model_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
-        load_model(tmp_path / "missing.pt")
+        load_network(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(ConfigError, match="not a driftrec"):
-        load_model(tmp_path / "junk.pt")
+        load_network(tmp_path / "junk.pt")
 
 
 # ------------------------------------------------------------------------------------- policy
 @pytest.mark.parametrize("kind", KINDS)
 def test_policy_acts_validly_and_consistently_with_its_predictions(kind: str, trained: dict) -> None:
-    model = load_model(trained[kind][0] / "model.pt")
-    sim = build_model(preset_config("default", {"horizon_days": DAYS, "obs_mode": "history"}))
-    policy = model.as_policy(sim)
+    network = load_network(trained[kind][0] / "model.pt")
+    sim = build_user_model(preset_config("default", {"horizon_days": DAYS, "obs_mode": "history"}))
+    policy = network.as_policy(sim)
     state = sim.init(user_keys(np.arange(50) + 10**9), np.zeros(50, dtype=np.int64))
     for _ in range(3):  # a few steps, so the users have some history
         obs = sim.observe(state)
@@ -309,9 +311,9 @@ def test_policy_acts_validly_and_consistently_with_its_predictions(kind: str, tr
 def test_policy_predictions_equal_the_models_on_the_replayed_log(trained: dict) -> None:
     """Train / serve consistency: what the policy predicts from a live observation is what the
     model predicts for the same impression replayed from the event log."""
-    model = load_model(trained["gru"][0] / "model.pt")
-    sim = build_model(preset_config("default", {"horizon_days": DAYS, "obs_mode": "history"}))
-    policy = model.as_policy(sim)
+    network = load_network(trained["gru"][0] / "model.pt")
+    sim = build_user_model(preset_config("default", {"horizon_days": DAYS, "obs_mode": "history"}))
+    policy = network.as_policy(sim)
     n = 30
     state = sim.init(user_keys(np.arange(n) + 5), np.zeros(n, dtype=np.int64))
     recorder, predicted, shown = EventRecorder(sim), [], []
@@ -325,21 +327,21 @@ def test_policy_predictions_equal_the_models_on_the_replayed_log(trained: dict) 
         state, out = sim.step(state, actions, inplace=True)
         recorder.record(out, np.arange(n) + 5, None, active)  # the users' seeds, as the rollout records them
         active &= ~(out.terminated | out.truncated)
-    assert model.uses_demographics  # its log carried a users table
+    assert network.uses_demographics  # its log carried a users table
     # sorted by user, then time; the users table gives the demographics the live observations show
-    ex = build_examples(recorder.to_table().to_pandas(), model.spec, recorder.users_table().to_pandas())
+    ex = build_examples(recorder.to_table().to_pandas(), network.spec, recorder.users_table().to_pandas())
     users = np.concatenate(shown)
     steps = np.concatenate([np.full(len(s), i) for i, s in enumerate(shown)])
     expected = np.concatenate(predicted)[np.lexsort((steps, users))]
-    p_click, _ = model.predict(ex)
+    p_click, _ = network.predict(ex)
     np.testing.assert_allclose(p_click, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_policy_slates_masks_and_candidates(trained: dict) -> None:
-    cfg = load_model(trained["mlp"][0] / "model.pt").cfg
+    cfg = load_network(trained["mlp"][0] / "model.pt").cfg
     # a slate of 3 distinct items, best first, respecting a mask (untrained weights: any scores do)
-    sim = build_model(preset_config("default", {"horizon_days": DAYS, "slate_size": 3}))
-    policy = SupervisedPolicy(make_model("mlp", FeatureSpec.from_model(sim), cfg, seed=1), sim)
+    sim = build_user_model(preset_config("default", {"horizon_days": DAYS, "slate_size": 3}))
+    policy = SupervisedPolicy(make_network("mlp", FeatureSpec.from_user_model(sim), cfg, seed=1), sim)
     state = sim.init(user_keys(np.arange(20)), np.zeros(20, dtype=np.int64))
     obs = sim.observe(state)
     actions, prop = policy.act(obs)
@@ -353,9 +355,9 @@ def test_policy_slates_masks_and_candidates(trained: dict) -> None:
     assert all(len(set(row)) == 3 for row in masked.tolist())
 
     # candidates mode: the policy reads the candidates' ids from state.cand
-    cand_sim = build_model(preset_config("default", {"horizon_days": DAYS, "action_mode": "candidates",
+    cand_sim = build_user_model(preset_config("default", {"horizon_days": DAYS, "action_mode": "candidates",
                                                      "n_candidates": 8, "slate_size": 2}))
-    cand_model = make_model("mlp", FeatureSpec.from_model(cand_sim), cfg)
+    cand_model = make_network("mlp", FeatureSpec.from_user_model(cand_sim), cfg)
     cand_policy = cand_model.as_policy(cand_sim)
     assert cand_policy.reads_hidden_state
     state = cand_sim.init(user_keys(np.arange(20)), np.zeros(20, dtype=np.int64))
@@ -368,14 +370,14 @@ def test_policy_slates_masks_and_candidates(trained: dict) -> None:
 
 
 def test_policy_rejects_observations_it_cannot_read(trained: dict) -> None:
-    gru = load_model(trained["gru"][0] / "model.pt")
+    gru = load_network(trained["gru"][0] / "model.pt")
     with pytest.raises(ConfigError, match="obs_mode=history"):
-        gru.as_policy(build_model(preset_config("default", {"horizon_days": DAYS})))
+        gru.as_policy(build_user_model(preset_config("default", {"horizon_days": DAYS})))
     with pytest.raises(ConfigError, match="catalogs differ"):
-        gru.as_policy(build_model(preset_config("default", {"horizon_days": DAYS, "obs_mode": "history",
+        gru.as_policy(build_user_model(preset_config("default", {"horizon_days": DAYS, "obs_mode": "history",
                                                             "world_seed": 1})))
     with pytest.raises(ConfigError, match="ShopSim"):
-        gru.as_policy(build_model(preset_config("recsim-ie")))
+        gru.as_policy(build_user_model(preset_config("recsim-ie")))
 
 
 # ------------------------------------------------------------------------------------- fine-tune and retraining
@@ -412,10 +414,10 @@ def test_finetune_changes_the_model_and_does_not_hurt_the_recent_window(finetune
 
 
 def test_retraining_policy_refits_every_r_days(trained: dict) -> None:
-    model = load_model(trained["mlp"][0] / "model.pt")
-    sim = build_model(preset_config("default", {"horizon_days": 3.0}))
-    policy = RetrainingPolicy(model, sim, every_days=1.0, window_days=2.0, epochs=1)
-    before = [p.detach().clone() for p in model.parameters()]
+    network = load_network(trained["mlp"][0] / "model.pt")
+    sim = build_user_model(preset_config("default", {"horizon_days": 3.0}))
+    policy = RetrainingPolicy(network, sim, every_days=1.0, window_days=2.0, epochs=1)
+    before = [p.detach().clone() for p in network.parameters()]
     n = 60
     state = sim.init(user_keys(np.arange(n) + 77), np.zeros(n, dtype=np.int64))
     recorder = EventRecorder(sim)
@@ -434,7 +436,7 @@ def test_retraining_policy_refits_every_r_days(trained: dict) -> None:
             recorder.clear()
     assert len(policy.refit_times) >= 1
     assert np.all(np.diff(policy.refit_times) >= 1.0)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before, network.parameters(), strict=True))
     policy.reset(n)
     assert policy._buffer == []
 
@@ -447,29 +449,29 @@ def test_gated_refit_keeps_the_weights_unless_the_newest_data_say_it_is_better(d
     spec = FeatureSpec.from_config(preset_config("default", LOG))
     ex = build_examples(load_events(default_log), spec, load_users(default_log))
     cfg = SupervisedConfig(batch_size=256, **FAST)
-    model = make_model("mlp", spec, cfg, seed=0)
-    model.set_pos_weights(ex, 0.0, 0.0)
-    fit(model, ex.take(ex.time < 2.0), None, epochs=1, lr=cfg.lr, patience=1, seed=0)
+    network = make_network("mlp", spec, cfg, seed=0)
+    network.set_pos_weights(ex, 0.0, 0.0)
+    fit(network, ex.take(ex.time < 2.0), None, epochs=1, lr=cfg.lr, patience=1, seed=0)
     recent = ex.take(ex.time >= 2.0)
     _, val_mask, _ = chronological_split(recent.time, cfg.retrain_val_frac)
     flipped = recent.take(np.arange(len(recent)))
     flipped.click[~val_mask] = 1.0 - flipped.click[~val_mask]  # the training part lies; the slice does not
     flipped.purchase[~val_mask] = 0.0
-    before = [p.detach().clone() for p in model.parameters()]
-    out = gated_refit(model, flipped, ex.take(ex.time < 2.0), cfg, epochs=2, lr_scales=(1.0,), seed=0)
+    before = [p.detach().clone() for p in network.parameters()]
+    out = gated_refit(network, flipped, ex.take(ex.time < 2.0), cfg, epochs=2, lr_scales=(1.0,), seed=0)
     assert not out["accepted"] and out["val_loss_after"] > out["val_loss_before"]
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
-    out = gated_refit(model, recent, ex.take(ex.time < 2.0), cfg, epochs=2, lr_scales=(0.3, 1.0), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, network.parameters(), strict=True))
+    out = gated_refit(network, recent, ex.take(ex.time < 2.0), cfg, epochs=2, lr_scales=(0.3, 1.0), seed=0)
     assert out["accepted"] and out["val_loss_after"] < out["val_loss_before"]
     assert out["replayed"] == out["examples"]  # finetune_replay = 1: one older example per recent one
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before, network.parameters(), strict=True))
 
 
 def test_fit_without_validation_runs_every_epoch(default_log: Path) -> None:
     spec = FeatureSpec.from_config(preset_config("default", LOG))
     ex = build_examples(load_events(default_log), spec).take(slice(0, 2000))
-    model = make_model("mlp", spec, SupervisedConfig(batch_size=256), seed=0)
-    report = fit(model, ex, None, epochs=3, lr=1e-3, patience=1, seed=0)
+    network = make_network("mlp", spec, SupervisedConfig(batch_size=256), seed=0)
+    report = fit(network, ex, None, epochs=3, lr=1e-3, patience=1, seed=0)
     assert report.epochs_run == 3 and report.best_epoch == 0 and len(report.train_loss) == 3
     assert report.train_loss[-1] < report.train_loss[0]
 
@@ -482,7 +484,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_train_supervised_validates_its_inputs(default_log: Path, tmp_path: Path) -> None:
-    assert set(MODELS) == set(KINDS)
+    assert set(NETWORKS) == set(KINDS)
     with pytest.raises(ConfigError, match="unknown supervised model 'svm'") as err:
         train_supervised("svm", default_log, tmp_path)
     assert "mlp" in _one_line(err)
@@ -573,7 +575,7 @@ def _drift_adaptation(preset: str, migration: float, tmp: Path) -> dict[str, tup
     retrained policy against the stale model, on the same evaluation users."""
     world = {**DRIFT_WORLD, "drift_migration": migration}
     log_cfg = preset_config(preset, {**world, "horizon_days": DRIFT_LOG_DAYS})
-    log_sim = build_model(log_cfg)
+    log_sim = build_user_model(log_cfg)
     recorder = EventRecorder(log_sim)
     rollout(log_sim, RandomPolicy(log_sim.action_space, 1500, 0), train_seeds(0, 1500), recorder=recorder)
     log = tmp / f"{preset}.parquet"
@@ -584,14 +586,14 @@ def _drift_adaptation(preset: str, migration: float, tmp: Path) -> dict[str, tup
     assert metrics["training"]["finetune"]["trials"]  # the learning rate and window were chosen
 
     deploy_cfg = preset_config(preset, {**world, "horizon_days": DRIFT_DEPLOY_DAYS})
-    sim = build_model(deploy_cfg)
+    sim = build_user_model(deploy_cfg)
 
     def evaluate(policy: Any) -> EvalResult:
-        return evaluate_policy(policy, deploy_cfg, 600, 0, model=sim)
+        return evaluate_policy(policy, deploy_cfg, 600, 0, user_model=sim)
 
-    stale = evaluate(load_model(tmp / preset / "pretrained.pt").as_policy(sim))
-    finetuned = evaluate(load_model(tmp / preset / "model.pt").as_policy(sim))
-    retraining = RetrainingPolicy(load_model(tmp / preset / "pretrained.pt"), sim, every_days=1.0, window_days=3.0,
+    stale = evaluate(load_network(tmp / preset / "pretrained.pt").as_policy(sim))
+    finetuned = evaluate(load_network(tmp / preset / "model.pt").as_policy(sim))
+    retraining = RetrainingPolicy(load_network(tmp / preset / "pretrained.pt"), sim, every_days=1.0, window_days=3.0,
                                   seed=0, log=load_events(log), log_users=load_users(log))
     retrained = evaluate(retraining)
     assert any(r["accepted"] for r in retraining.refits)

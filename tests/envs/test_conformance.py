@@ -20,7 +20,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from driftrec.envs import ENV_ID, PRESETS, ConfigError, ShopSimEnv, make_vec_env, preset_config
-from driftrec.envs.model import build_model
+from driftrec.envs.user_model import build_user_model
 
 PRESET_NAMES = list(PRESETS)
 OBS_MODES = ("features", "history", "oracle")
@@ -184,10 +184,10 @@ def test_gym_make_rejects_an_unknown_key_by_name() -> None:
 
 @pytest.mark.parametrize(("preset", "obs_mode", "action_mode"), _space_cases())
 def test_layout_slices_tile_the_features_vector(preset: str, obs_mode: str, action_mode: str) -> None:
-    model = build_model(preset_config(preset, {"obs_mode": obs_mode, "action_mode": action_mode}))
-    space = model.observation_space
+    user_model = build_user_model(preset_config(preset, {"obs_mode": obs_mode, "action_mode": action_mode}))
+    space = user_model.observation_space
     flat = space["features"] if isinstance(space, spaces.Dict) else space
-    parts = sorted(model.layout.parts.values(), key=lambda p: p.slice.start)
+    parts = sorted(user_model.layout.parts.values(), key=lambda p: p.slice.start)
     assert parts, "empty layout"
     stop = 0
     for part in parts:
@@ -196,8 +196,8 @@ def test_layout_slices_tile_the_features_vector(preset: str, obs_mode: str, acti
         assert (flat.low[part.slice] == np.float32(part.low)).all(), part.name
         assert (flat.high[part.slice] == np.float32(part.high)).all(), part.name
         stop = part.slice.stop
-    assert stop == model.layout.size == flat.shape[0]
-    assert model.layout.describe().count("\n") == len(parts) + 1  # header, rule, one row per part
+    assert stop == user_model.layout.size == flat.shape[0]
+    assert user_model.layout.describe().count("\n") == len(parts) + 1  # header, rule, one row per part
 
 
 @pytest.mark.parametrize("action_mode", ACTION_MODES)
@@ -211,7 +211,7 @@ def test_layout_slices_hold_what_they_say(action_mode: str) -> None:
         np.testing.assert_allclose(np.square(obs[lay["calendar"]]).sum(), 1.0, atol=1e-6)
         assert obs[lay["hidden_segment"]].sum() == 1.0
         if "candidates" in lay:
-            block = obs[lay["candidates"]].reshape(env.model.m, -1)
+            block = obs[lay["candidates"]].reshape(env.user_model.m, -1)
             np.testing.assert_array_equal(block[:, :-1].sum(axis=1), 1.0)  # one category per candidate
         obs, *_ = env.step(a)
 
@@ -245,11 +245,11 @@ def test_maskable_ppo_learns_on_masks(preset: str, action_mode: str, slate_size:
 
     vec = make_vec_env(preset, 4, seed=0, action_mode=action_mode, slate_size=slate_size)
     assert is_masking_supported(vec)
-    model = MaskablePPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
-    model.learn(64)
-    assert model.num_timesteps >= 64
+    user_model = MaskablePPO("MlpPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    user_model.learn(64)
+    assert user_model.num_timesteps >= 64
     obs = vec.reset()
-    action, _ = model.predict(obs, action_masks=get_action_masks(vec), deterministic=True)
+    action, _ = user_model.predict(obs, action_masks=get_action_masks(vec), deterministic=True)
     assert all(vec.action_space.contains(a) for a in action)
 
 
@@ -258,11 +258,11 @@ def test_maskable_ppo_learns_on_a_gym_made_env() -> None:
     from sb3_contrib import MaskablePPO
 
     env = gym.make(ENV_ID, preset="default", action_mode="candidates", slate_size=2)
-    model = MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
-    model.learn(64)
-    assert model.num_timesteps >= 64
+    user_model = MaskablePPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    user_model.learn(64)
+    assert user_model.num_timesteps >= 64
     obs, _ = env.reset(seed=0)
-    action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks(), deterministic=True)
+    action, _ = user_model.predict(obs, action_masks=env.unwrapped.action_masks(), deterministic=True)
     assert env.action_space.contains(action)
 
 
@@ -274,13 +274,13 @@ def test_sb3_mlp_agents_learn_on_the_vec_env(algo: str) -> None:
     # half-day lives so VecMonitor sees finished episodes within the smoke budget
     vec = VecMonitor(make_vec_env("stationary", 8, seed=0, horizon_days=0.5))
     if algo == "PPO":
-        model = sb3.PPO("MlpPolicy", vec, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
+        user_model = sb3.PPO("MlpPolicy", vec, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu")
     else:
-        model = sb3.DQN("MlpPolicy", vec, learning_starts=64, buffer_size=2_000, batch_size=32, train_freq=4,
+        user_model = sb3.DQN("MlpPolicy", vec, learning_starts=64, buffer_size=2_000, batch_size=32, train_freq=4,
                         seed=0, device="cpu")
-    model.learn(320)
-    assert model.num_timesteps >= 320
-    episodes = list(model.ep_info_buffer)
+    user_model.learn(320)
+    assert user_model.num_timesteps >= 320
+    episodes = list(user_model.ep_info_buffer)
     assert episodes, "VecMonitor recorded no finished episode"
     assert all(np.isfinite(ep["r"]) and ep["l"] >= 1 for ep in episodes)
 
@@ -289,10 +289,10 @@ def test_ppo_multi_input_policy_runs_on_history_obs() -> None:
     import stable_baselines3 as sb3
 
     vec = make_vec_env("stationary", 4, seed=0, obs_mode="history", history_len=8)
-    model = sb3.PPO("MultiInputPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
-    model.learn(64)
-    assert model.num_timesteps >= 64
-    action, _ = model.predict(vec.reset(), deterministic=True)
+    user_model = sb3.PPO("MultiInputPolicy", vec, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    user_model.learn(64)
+    assert user_model.num_timesteps >= 64
+    action, _ = user_model.predict(vec.reset(), deterministic=True)
     assert all(vec.action_space.contains(a) for a in action)
 
 

@@ -19,8 +19,8 @@ from gymnasium import spaces
 
 from driftrec.envs import ENV_ID, PRESETS, ShopSimEnv, ShopSimVectorEnv, make_vec_env, preset_config
 from driftrec.envs import rng as rngs
-from driftrec.envs.model import build_model
 from driftrec.envs.state import copy_state
+from driftrec.envs.user_model import build_user_model
 
 PRESET_NAMES = list(PRESETS)
 
@@ -212,18 +212,18 @@ def _fields(obj: Any) -> dict[str, np.ndarray]:
 def test_model_step_is_pure(preset: str) -> None:
     """``step(state, a)`` (inplace=False) leaves ``state`` untouched, shares no memory with it and
     gives the same answer twice; ``observe`` and ``choice_probs`` leave it untouched too."""
-    model = build_model(preset_config(preset, {"slate_size": 2, **short_life(preset)}))
-    state = model.init(rngs.user_keys(np.arange(6)), np.zeros(6, dtype=np.int64))
-    actions = random_actions(model.action_space, 21, 6, seed=5)
+    user_model = build_user_model(preset_config(preset, {"slate_size": 2, **short_life(preset)}))
+    state = user_model.init(rngs.user_keys(np.arange(6)), np.zeros(6, dtype=np.int64))
+    actions = random_actions(user_model.action_space, 21, 6, seed=5)
     for a in actions[:20]:  # move away from the fresh state: sessions, histories, finished lives
-        state, out = model.step(state, a, inplace=True)
-        model.reset_where(state, out.terminated | out.truncated)
+        state, out = user_model.step(state, a, inplace=True)
+        user_model.reset_where(state, out.terminated | out.truncated)
     snapshot = copy_state(state)
 
-    new, out = model.step(state, actions[20])
-    again, out_again = model.step(state, actions[20])
-    model.observe(state)
-    model.choice_probs(state, model.slate_items(state, actions[20]))
+    new, out = user_model.step(state, actions[20])
+    again, out_again = user_model.step(state, actions[20])
+    user_model.observe(state)
+    user_model.choice_probs(state, user_model.slate_items(state, actions[20]))
 
     for name, value in _fields(state).items():
         assert value.dtype == getattr(snapshot, name).dtype

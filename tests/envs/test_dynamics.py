@@ -20,11 +20,11 @@ import pytest
 from scipy.special import softmax
 
 from driftrec.envs.kernels import FATIGUE_FLOOR
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rng import user_keys
 from driftrec.envs.shop import ShopModel, ShopState
 from driftrec.envs.state import StepOutput, take_rows
+from driftrec.envs.user_model import build_user_model
 
 Z_MAX = 4.5
 SEED = 7_000
@@ -40,14 +40,14 @@ FAST_SESSIONS: dict[str, Any] = {
 # ----------------------------------------------------------------------------- helpers
 def make(preset: str, overrides: Mapping[str, Any] | None = None) -> ShopModel:
     """The ShopSim model of a preset with overrides."""
-    model = build_model(preset_config(preset, overrides))
-    assert isinstance(model, ShopModel)
-    return model
+    user_model = build_user_model(preset_config(preset, overrides))
+    assert isinstance(user_model, ShopModel)
+    return user_model
 
 
-def users(model: ShopModel, n: int, seed: int = SEED) -> ShopState:
+def users(user_model: ShopModel, n: int, seed: int = SEED) -> ShopState:
     """Fresh users seeded ``seed + i``."""
-    return model.init(user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
+    return user_model.init(user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
 
 
 def clones(state: ShopState, row: int, n: int, seed: int) -> ShopState:
@@ -57,13 +57,13 @@ def clones(state: ShopState, row: int, n: int, seed: int) -> ShopState:
     return copies
 
 
-def random_slates(model: ShopModel, n: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, model.cfg.n_items, size=(n, model.k))
+def random_slates(user_model: ShopModel, n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, user_model.cfg.n_items, size=(n, user_model.k))
 
 
-def step(model: ShopModel, state: ShopState, items: np.ndarray) -> StepOutput:
+def step(user_model: ShopModel, state: ShopState, items: np.ndarray) -> StepOutput:
     """One in-place step; the output."""
-    return model.step(state, items, inplace=True)[1]
+    return user_model.step(state, items, inplace=True)[1]
 
 
 def assert_counts(observed: np.ndarray, expected: np.ndarray, variance: np.ndarray, what: str) -> None:
@@ -102,27 +102,27 @@ def one_hot(index: np.ndarray, width: int) -> np.ndarray:
 def test_click_frequencies_match_choice_probs(choice_model: str, duplicate: bool) -> None:
     """Clones of one mid-life user of `default` (fatigue, events and drift all live), shown one
     fixed slate of 3: click frequencies per position and no-click equal ``choice_probs``."""
-    model = make("default", {"slate_size": 3, "choice_model": choice_model})
+    user_model = make("default", {"slate_size": 3, "choice_model": choice_model})
     rng = np.random.default_rng(1)
-    state = users(model, 8)
+    state = users(user_model, 8)
     for _ in range(40):
-        step(model, state, random_slates(model, 8, rng))
+        step(user_model, state, random_slates(user_model, 8, rng))
     user = take_rows(state, np.arange(1))
-    util = model.utility(user, np.arange(model.cfg.n_items)[None, :])[0]
+    util = user_model.utility(user, np.arange(user_model.cfg.n_items)[None, :])[0]
     # utilities near u_0 - 0.5, u_0 and u_0 + 1 (rising, against the position decay): every
     # position and no-click get a sizeable share under both choice models, so every cell is tested
-    targets = model.cfg.no_click_utility + np.array([-0.5, 0.0, 1.0])
+    targets = user_model.cfg.no_click_utility + np.array([-0.5, 0.0, 1.0])
     slate = np.abs(util[None, :] - targets[:, None]).argmin(axis=1)
     if duplicate:  # a repeated item shows only at its first position and is never clicked at the second
         slate[2] = slate[0]
     n = 20_000
     batch = clones(state, 0, n, seed=100)
-    probs = model.choice_probs(batch, np.tile(slate, (n, 1)))
+    probs = user_model.choice_probs(batch, np.tile(slate, (n, 1)))
     np.testing.assert_allclose(probs, probs[:1].repeat(n, axis=0), rtol=1e-12)  # clones are identical
-    out = step(model, batch, np.tile(slate, (n, 1)))
-    counts = np.bincount(np.where(out.click, out.click_pos, model.k), minlength=model.k + 1)
+    out = step(user_model, batch, np.tile(slate, (n, 1)))
+    counts = np.bincount(np.where(out.click, out.click_pos, user_model.k), minlength=user_model.k + 1)
     p = probs[0]
-    assert p[:model.k][np.flatnonzero(~out.shown[0])].sum() == 0.0
+    assert p[:user_model.k][np.flatnonzero(~out.shown[0])].sum() == 0.0
     assert p.min(where=p > 0, initial=1.0) > 0.05, f"slate gives a degenerate cell: {p}"
     assert_multinomial(counts, p, f"{choice_model} click counts per position, then no click")
 
@@ -132,13 +132,13 @@ def test_funnel_frequencies_match_the_logits() -> None:
     cart) = sigmoid(purchase_bias + purchase_quality q + purchase_interest d - price_sens (rel_price -
     1)), d = interest . topic. Checked within quartiles of d, so a missing or mis-signed interest term
     (whose effect averages out over random items) cannot hide in the total."""
-    model = make("stationary", {"no_click_utility": -20.0, "cart_bias": -1.0, "purchase_bias": 0.0,
+    user_model = make("stationary", {"no_click_utility": -20.0, "cart_bias": -1.0, "purchase_bias": 0.0,
                                 "cart_interest": 1.0, "purchase_interest": 0.8})  # nearly every request is a click
-    w, cfg = model.world, model.cfg
+    w, cfg = user_model.world, user_model.cfg
     n = 60_000
-    state = users(model, n)
+    state = users(user_model, n)
     items = np.random.default_rng(2).integers(0, cfg.n_items, size=(n, 1))
-    out = step(model, state, items)
+    out = step(user_model, state, items)
     hit = out.click
     assert hit.mean() > 0.9 and not (out.cart & ~hit).any()
     items, price_sens = items[hit], state.price_sens[hit]  # price sensitivity never changes
@@ -168,11 +168,11 @@ def test_position_bias_in_click_through() -> None:
     n = 50_000
     # real catalog, random slates: each position's clicks match the mean model probability, and fall
     # (a low no-click utility gives every position enough clicks to compare neighbours)
-    model = make("stationary", {"slate_size": 5, "position_decay": decay, "no_click_utility": 1.5})
-    state = users(model, n)
-    slates = random_slates(model, n, rng)
-    probs = model.choice_probs(state, slates)[:, :5]
-    clicks = one_hot(step(model, state, slates).click_pos, 5)
+    user_model = make("stationary", {"slate_size": 5, "position_decay": decay, "no_click_utility": 1.5})
+    state = users(user_model, n)
+    slates = random_slates(user_model, n, rng)
+    probs = user_model.choice_probs(state, slates)[:, :5]
+    clicks = one_hot(step(user_model, state, slates).click_pos, 5)
     assert_poisson_binomial(clicks, probs, "clicks per position, random slates")
     c = clicks.sum(axis=0)
     drop = (c[:-1] - c[1:]) / np.sqrt(c[:-1] + c[1:])  # multinomial: var(c_k - c_k+1) <= c_k + c_k+1
@@ -196,17 +196,17 @@ def test_gradual_drift_is_an_exact_ou_transition() -> None:
     so the standardised residual is N(0, 1) and the stationary variance is sigma^2 / (2 theta)."""
     sigma, theta = 0.3, 0.5
     # gaps of 0.5 day (theta dt ~ 0.25): both the decay of the old deviation and the new noise weigh
-    model = make("stationary", {**FAST_SESSIONS, "drift_gradual": sigma, "gradual_reversion": theta,
+    user_model = make("stationary", {**FAST_SESSIONS, "drift_gradual": sigma, "gradual_reversion": theta,
                                 "gap_mean_days": 0.5})
-    n, d = 4_000, model.dim
+    n, d = 4_000, user_model.dim
     rng = np.random.default_rng(4)
-    state = users(model, n)
+    state = users(user_model, n)
     stationary_var = sigma**2 / (2.0 * theta)
     residuals, kept = [], []  # standardised residuals, and the part of the old deviation kept
     for _ in range(40):  # about 20 days: from x = 0 the variance is within e^-20 of stationary
         interest0, t0, session0 = state.interest.copy(), state.drift_time.copy(), state.session.copy()
         x0 = interest0 - state.base
-        step(model, state, random_slates(model, n, rng))
+        step(user_model, state, random_slates(user_model, n, rng))
         started = state.session > session0
         dt = (state.drift_time - t0)[started, None]
         mean = x0[started] * np.exp(-theta * dt)
@@ -238,21 +238,21 @@ def test_gradual_drift_is_an_exact_ou_transition() -> None:
 def test_no_drift_keeps_interest_fixed(preset: str, overrides: dict[str, Any]) -> None:
     """With every drift strength at 0, a long life leaves interest, base, segment and fatigue as born
     (satiation, which is not drift but moves an item's utility, is off too)."""
-    model = make(preset, {**FAST_SESSIONS, **overrides, "satiation_click": 0.0, "satiation_purchase": 0.0})
+    user_model = make(preset, {**FAST_SESSIONS, **overrides, "satiation_click": 0.0, "satiation_purchase": 0.0})
     n = 500
     rng = np.random.default_rng(5)
-    state = users(model, n)
+    state = users(user_model, n)
     born = take_rows(state, np.arange(n))
-    probe = rng.integers(0, model.cfg.n_items, size=(n, 4))
-    util0 = model.utility(state, probe)
+    probe = rng.integers(0, user_model.cfg.n_items, size=(n, 4))
+    util0 = user_model.utility(state, probe)
     for _ in range(100):  # about 150 days of sessions
-        step(model, state, random_slates(model, n, rng))
+        step(user_model, state, random_slates(user_model, n, rng))
     assert state.time.min() > 60.0  # months of sessions for every user
     assert np.array_equal(state.interest, born.interest)
     assert np.array_equal(state.base, born.base)
     assert np.array_equal(state.segment, born.segment)
     assert not state.fatigue.any()
-    np.testing.assert_array_equal(model.utility(state, probe), util0)  # no calendar boost either
+    np.testing.assert_array_equal(user_model.utility(state, probe), util0)  # no calendar boost either
 
 
 def test_migration_jumps_follow_the_hazard() -> None:
@@ -260,16 +260,16 @@ def test_migration_jumps_follow_the_hazard() -> None:
     1 - exp(-lambda dt); the target is uniform over the other segments; base and interest shift by
     the difference of the segment interests (the user keeps their offset)."""
     lam = 0.3
-    model = make("stationary", {**FAST_SESSIONS, "drift_migration": lam})
-    seg_interest, n_seg = model.world.segment_interest, model.cfg.n_segments
+    user_model = make("stationary", {**FAST_SESSIONS, "drift_migration": lam})
+    seg_interest, n_seg = user_model.world.segment_interest, user_model.cfg.n_segments
     n = 4_000
     rng = np.random.default_rng(6)
-    state = users(model, n)
+    state = users(user_model, n)
     p_jump, jumped, offsets = [], [], []
     for _ in range(20):
         seg0, base0, off0 = state.segment.copy(), state.base.copy(), state.interest - state.base
         t0, session0 = state.drift_time.copy(), state.session.copy()
-        step(model, state, random_slates(model, n, rng))
+        step(user_model, state, random_slates(user_model, n, rng))
         started = state.session > session0
         moved = state.segment != seg0
         assert not (moved & ~started).any(), "a migration outside a session start"
@@ -289,19 +289,19 @@ def test_fatigue_accumulates_per_impression_and_halves_per_half_life() -> None:
     """Each shown impression adds ``drift_fatigue`` to its category (a duplicate is not shown);
     then all boredom decays by 0.5 ** (elapsed / half_life) over the request and any gap."""
     strength, half_life = 0.3, 0.05
-    model = make("stationary", {"slate_size": 3, "drift_fatigue": strength, "fatigue_half_life_days": half_life,
+    user_model = make("stationary", {"slate_size": 3, "drift_fatigue": strength, "fatigue_half_life_days": half_life,
                                 "churn_bias": -30.0, "horizon_days": 3650.0})  # every user lives on
-    n, c = 3_000, model.n_cat
+    n, c = 3_000, user_model.n_cat
     rng = np.random.default_rng(7)
-    state = users(model, n)
+    state = users(user_model, n)
     state.fatigue[:] = rng.uniform(0.0, 2.0, size=(n, c))
     state.patience[: n // 2] = 0.1  # half the users end their session: the decay spans a gap too
-    slates = random_slates(model, n, rng)
+    slates = random_slates(user_model, n, rng)
     slates[: n // 3, 2] = slates[: n // 3, 0]  # duplicates
     f0, t0 = state.fatigue.copy(), state.time.copy()
-    out = step(model, state, slates)
+    out = step(user_model, state, slates)
     shown_per_cat = np.zeros((n, c))
-    np.add.at(shown_per_cat, (np.repeat(np.arange(n), 3), model.world.category[slates].ravel()), out.shown.ravel())
+    np.add.at(shown_per_cat, (np.repeat(np.arange(n), 3), user_model.world.category[slates].ravel()), out.shown.ravel())
     assert not out.shown[: n // 3, 2].any() and out.shown[:, 0].all()
     expected = (f0 + strength * shown_per_cat) * (0.5 ** ((state.time - t0) / half_life))[:, None]
     # a gap of days halves boredom hundreds of times: below FATIGUE_FLOOR it is dropped to 0
@@ -309,10 +309,10 @@ def test_fatigue_accumulates_per_impression_and_halves_per_half_life() -> None:
     assert not ((state.fatigue > 0.0) & (state.fatigue < FATIGUE_FLOOR)).any()
     assert (state.fatigue == 0.0).any() and (state.fatigue > 1e-3).any()  # both branches ran
     # exposure to one category only: every other category halves per half-life of elapsed time
-    cat0_items = np.arange(model.world.cat_count[0])[:3]
+    cat0_items = np.arange(user_model.world.cat_count[0])[:3]
     f1, t1 = state.fatigue.copy(), state.time.copy()
     for _ in range(50):
-        step(model, state, np.tile(cat0_items, (n, 1)))
+        step(user_model, state, np.tile(cat0_items, (n, 1)))
     halvings = (state.time - t1) / half_life
     assert np.median(halvings) > 1.0
     np.testing.assert_allclose(state.fatigue[:, 1:], f1[:, 1:] * (0.5**halvings)[:, None], rtol=1e-9,
@@ -324,18 +324,18 @@ def test_consumption_turns_interest_toward_the_clicked_topic_and_keeps_its_lengt
     the clicked item's unit topic, x' = |x| unit((1 - b) x / |x| + b t), so its length is kept and
     it points closer to the topic; no click leaves it alone. Gradual drift and reversion act only
     at session starts, so within a session (patience kept high) the bubble is the only move."""
-    model = make("bubble", {"drift_gradual": 0.3, "slate_size": 2, "no_click_utility": 1.5})  # many clicks
-    bubble, topic = model.cfg.drift_bubble, model.world.topic
-    assert bubble > 0 and model.cfg.bubble_reversion > 0
+    user_model = make("bubble", {"drift_gradual": 0.3, "slate_size": 2, "no_click_utility": 1.5})  # many clicks
+    bubble, topic = user_model.cfg.drift_bubble, user_model.world.topic
+    assert bubble > 0 and user_model.cfg.bubble_reversion > 0
     n = 5_000
     rng = np.random.default_rng(8)
-    state = users(model, n)
+    state = users(user_model, n)
     state.patience[:] = 1e6
     clicks = 0
     for _ in range(10):
         before = state.interest.copy()
-        slates = random_slates(model, n, rng)
-        out = step(model, state, slates)
+        slates = random_slates(user_model, n, rng)
+        out = step(user_model, state, slates)
         assert not (out.terminated | out.truncated).any() and (state.session == 0).all()
         hit = out.click
         t = topic[slates[np.flatnonzero(hit), out.click_pos[hit]]]
@@ -372,13 +372,13 @@ def test_reversion_pulls_interest_back_to_base_on_its_own() -> None:
     no_clicks = {**FAST_SESSIONS, "no_click_utility": 20.0, "gap_mean_days": 0.5, "bubble_reversion": rho}
     n = 4_000
     rng = np.random.default_rng(11)
-    model = make("stationary", no_clicks)
-    state = users(model, n)
+    user_model = make("stationary", no_clicks)
+    state = users(user_model, n)
     state.interest += rng.normal(0.0, 1.0, size=state.interest.shape)
     gap0 = np.linalg.norm(state.interest - state.base, axis=1)
     for _ in range(10):
         x0, t0, session0 = state.interest.copy(), state.drift_time.copy(), state.session.copy()
-        out = step(model, state, random_slates(model, n, rng))
+        out = step(user_model, state, random_slates(user_model, n, rng))
         assert not out.click.any()
         started = state.session > session0
         keep = np.exp(-rho * (state.drift_time - t0))[:, None]
@@ -387,13 +387,13 @@ def test_reversion_pulls_interest_back_to_base_on_its_own() -> None:
     gap = np.linalg.norm(state.interest - state.base, axis=1)
     assert np.median(gap / gap0) < 0.2, "reversion did not bring interest most of the way back to base"
     # with the OU on: residual against the OU mean of what the reversion left has mean 0, variance 1
-    model = make("stationary", {**no_clicks, "drift_gradual": sigma, "gradual_reversion": theta})
-    state = users(model, n)
+    user_model = make("stationary", {**no_clicks, "drift_gradual": sigma, "gradual_reversion": theta})
+    state = users(user_model, n)
     state.interest += 2.0 * rng.normal(0.0, 1.0, size=state.interest.shape)
     residuals, scale = [], []
     for _ in range(5):
         x0, t0, session0 = state.interest.copy(), state.drift_time.copy(), state.session.copy()
-        step(model, state, random_slates(model, n, rng))
+        step(user_model, state, random_slates(user_model, n, rng))
         started = state.session > session0  # a user with patience left did not start a session
         dt = (state.drift_time - t0)[started, None]
         base = state.base[started]
@@ -410,15 +410,15 @@ def test_reversion_pulls_interest_back_to_base_on_its_own() -> None:
 def test_patience_moves_by_quality_and_every_request_costs() -> None:
     """A request costs one unit of patience; a click refunds patience_quality * quality, at most
     patience_refund_max < 1, so even a user shown only great items ends the session."""
-    model = make("clickbait", {"no_click_utility": 1.5})  # frequent clicks: both branches below are exercised
-    w, gain, cap = model.world, model.cfg.patience_quality, model.cfg.patience_refund_max
+    user_model = make("clickbait", {"no_click_utility": 1.5})  # frequent clicks: both branches below are exercised
+    w, gain, cap = user_model.world, user_model.cfg.patience_quality, user_model.cfg.patience_refund_max
     n = 5_000
-    state = users(model, n)
+    state = users(user_model, n)
     state.patience[:] = 1e6
     best = np.full((n, 1), int(np.argmax(w.quality)))
-    slates = np.where(np.arange(n)[:, None] % 2 == 0, best, random_slates(model, n, np.random.default_rng(10)))
+    slates = np.where(np.arange(n)[:, None] % 2 == 0, best, random_slates(user_model, n, np.random.default_rng(10)))
     before = state.patience.copy()
-    out = step(model, state, slates)
+    out = step(user_model, state, slates)
     q = np.where(out.click, w.quality[slates[:, 0]], 0.0)
     np.testing.assert_allclose(state.patience, before + np.minimum(gain * q, cap) - 1.0, rtol=1e-15)
     # both branches ran: capped refunds (the best item is rarely clicked: clickbait) and penalties
@@ -430,8 +430,8 @@ def test_calendar_event_boosts_its_category() -> None:
     """``utility`` adds drift_seasonal * (sum of the boosts of the events covering the day) to an
     item of the event's category; and the same users click that category more on an event day
     than on a quiet day, as the model predicts (common random numbers: same streams both days)."""
-    model = make("seasonal")
-    w, strength = model.world, model.cfg.drift_seasonal
+    user_model = make("seasonal")
+    w, strength = user_model.world, user_model.cfg.drift_seasonal
     holiday = next(e for e in w.events if e.kind == "holiday")
     cat, day = holiday.category, holiday.start_day
     covering = [e for e in w.events if e.category == cat and e.start_day <= day < e.end_day]
@@ -439,12 +439,12 @@ def test_calendar_event_boosts_its_category() -> None:
         e.category == cat and e.start_day <= d < e.end_day for e in w.events))
     n = 20_000
     items = np.full((n, 1), w.cat_start[cat])
-    at_event, at_quiet = users(model, n), users(model, n)
+    at_event, at_quiet = users(user_model, n), users(user_model, n)
     at_event.time[:], at_quiet.time[:] = day + 0.5, quiet + 0.5
-    boost = model.utility(at_event, items) - model.utility(at_quiet, items)
+    boost = user_model.utility(at_event, items) - user_model.utility(at_quiet, items)
     np.testing.assert_allclose(boost, strength * sum(e.boost for e in covering), rtol=1e-12)
-    p_event, p_quiet = model.choice_probs(at_event, items)[:, 0], model.choice_probs(at_quiet, items)[:, 0]
-    click_event, click_quiet = step(model, at_event, items).click, step(model, at_quiet, items).click
+    p_event, p_quiet = user_model.choice_probs(at_event, items)[:, 0], user_model.choice_probs(at_quiet, items)[:, 0]
+    click_event, click_quiet = step(user_model, at_event, items).click, step(user_model, at_quiet, items).click
     assert_poisson_binomial(click_event[:, None], p_event[:, None], "clicks on event day")
     assert_poisson_binomial(click_quiet[:, None], p_quiet[:, None], "clicks on quiet day")
     lift = click_event.astype(float) - click_quiet
@@ -458,7 +458,7 @@ def test_promotions_last_promo_days_on_average() -> None:
     for seed in range(40):
         cfg = preset_config("seasonal", {"world_seed": seed, "promo_days": 4.0, "promo_rate": 0.5,
                                          "horizon_days": 400.0})
-        promos = [e for e in build_model(cfg).world.events if e.kind == "promotion"]
+        promos = [e for e in build_user_model(cfg).world.events if e.kind == "promotion"]
         lengths += [e.end_day - e.start_day for e in promos if e.end_day < 400]  # not cut by the horizon
     lengths = np.array(lengths)
     assert lengths.min() >= 1 and lengths.size > 5_000
@@ -470,18 +470,18 @@ def test_organic_search_follows_interest() -> None:
     """Before the next request a live user searches with probability search_prob, in a category
     drawn from softmax(interest . centroid / search_temperature); a search leads to a view with
     probability view_prob, of an item of the searched category."""
-    model = make("stationary")  # no drift: the interest searched with is the state's
-    cfg, w = model.cfg, model.world
+    user_model = make("stationary")  # no drift: the interest searched with is the state's
+    cfg, w = user_model.cfg, user_model.world
     n = 60_000
-    state = users(model, n)
-    out = step(model, state, random_slates(model, n, np.random.default_rng(9)))
+    state = users(user_model, n)
+    out = step(user_model, state, random_slates(user_model, n, np.random.default_rng(9)))
     alive = ~(out.terminated | out.truncated)
     searched = out.search_cat >= 0
     assert not (searched & ~alive).any()
     assert_multinomial(np.array([searched.sum(), (alive & ~searched).sum()]),
                        np.array([cfg.search_prob, 1.0 - cfg.search_prob]), "searches among live users")
     probs = softmax(state.interest[searched] @ w.centroid.T / cfg.search_temperature, axis=1)
-    assert_poisson_binomial(one_hot(out.search_cat[searched], model.n_cat), probs, "searched categories")
+    assert_poisson_binomial(one_hot(out.search_cat[searched], user_model.n_cat), probs, "searched categories")
     viewed = out.view_item >= 0
     assert not (viewed & ~searched).any()
     assert_multinomial(np.array([viewed.sum(), (searched & ~viewed).sum()]),
@@ -498,20 +498,20 @@ def test_a_purchase_sates_and_the_satiety_halves_every_half_life() -> None:
     half_life = 2.0
     always_buy = {"no_click_utility": -20.0, "cart_bias": 20.0, "purchase_bias": 20.0,
                   "satiation_half_life_days": half_life, "churn_bias": -30.0, "horizon_days": 3650.0}
-    model = make("stationary", always_buy)
-    cfg = model.cfg
+    user_model = make("stationary", always_buy)
+    cfg = user_model.cfg
     n = 4_000
-    state = users(model, n)
+    state = users(user_model, n)
     item = np.full((n, 1), 7)
-    before = model.utility(state, item)[:, 0]
+    before = user_model.utility(state, item)[:, 0]
     t0 = state.time.copy()
-    out = step(model, state, item)
+    out = step(user_model, state, item)
     assert out.purchase.all()
     loss = cfg.satiation_click + cfg.satiation_purchase
     np.testing.assert_array_equal(state.sated_item[:, 0], 7)
     np.testing.assert_array_equal(state.sated_time[:, 0], t0)
     # satiety is the only term that moved (stationary: no drift, no boredom, no events)
-    now = model.utility(state, item)[:, 0] + loss * 0.5 ** ((state.time - t0) / half_life)
+    now = user_model.utility(state, item)[:, 0] + loss * 0.5 ** ((state.time - t0) / half_life)
     np.testing.assert_allclose(now, before, rtol=1e-12, atol=1e-12)
     clicked_only = make("stationary", {**always_buy, "cart_bias": -20.0})
     other = users(clicked_only, 50)
@@ -544,19 +544,19 @@ def test_satiety_remembers_the_most_sated_items() -> None:
     slot (current satiety + the new amount)."""
     from driftrec.envs.shop import SATIETY_SLOTS
 
-    model = make("stationary", {"no_click_utility": -20.0, "cart_bias": 20.0, "purchase_bias": 20.0,
+    user_model = make("stationary", {"no_click_utility": -20.0, "cart_bias": 20.0, "purchase_bias": 20.0,
                                 "churn_bias": -30.0, "horizon_days": 3650.0})
-    cfg = model.cfg
-    state = users(model, 1)
+    cfg = user_model.cfg
+    state = users(user_model, 1)
     for item in range(SATIETY_SLOTS):
-        step(model, state, np.array([[item]]))
+        step(user_model, state, np.array([[item]]))
     assert sorted(state.sated_item[0]) == list(range(SATIETY_SLOTS))
     oldest = int(state.sated_item[0][np.argmin(state.sated_time[0])])
-    step(model, state, np.array([[100]]))  # a new item: the least sated (the oldest purchase) goes
+    step(user_model, state, np.array([[100]]))  # a new item: the least sated (the oldest purchase) goes
     assert 100 in state.sated_item[0] and oldest not in state.sated_item[0]
     slot = int(np.flatnonzero(state.sated_item[0] == 100)[0])
     level, since = state.sated_level[0, slot], state.sated_time[0, slot]
-    step(model, state, np.array([[100]]))  # bought again: the same slot, current satiety + amount
+    step(user_model, state, np.array([[100]]))  # bought again: the same slot, current satiety + amount
     assert state.sated_item[0, slot] == 100 and (state.sated_item[0] == 100).sum() == 1
     elapsed = state.sated_time[0, slot] - since
     amount = cfg.satiation_click + cfg.satiation_purchase
@@ -571,13 +571,13 @@ def test_bubble_focuses_users_and_keeps_their_interest_strong() -> None:
     one category's items (with clicks frequent enough for the bubble to act) turn toward its
     centroid: the mean cosine rises by far more than its standard error, at undiminished length."""
     long_life = {"horizon_days": 3650.0, "churn_bias": -30.0}
-    model = make("bubble", long_life)
+    user_model = make("bubble", long_life)
     n = 2_000
     rng = np.random.default_rng(12)
-    state = users(model, n)
+    state = users(user_model, n)
     start = np.linalg.norm(state.interest, axis=1).mean()
     for _ in range(400):
-        step(model, state, random_slates(model, n, rng))
+        step(user_model, state, random_slates(user_model, n, rng))
     kept = np.linalg.norm(state.interest, axis=1).mean() / start
     assert kept >= 0.8, f"mean |interest| kept {kept:.3f} of its start after 400 random requests"
 
@@ -603,17 +603,18 @@ def test_bandit_lives_do_not_depend_on_what_is_shown() -> None:
     items or each user's single best item make their requests at the same times, in the same
     sessions, end their lives at the same step, search the same categories, and keep their
     interest; only clicks and rewards differ. So the myopic optimum is the optimum."""
-    model = make("bandit", {"horizon_days": 20.0, "churn_bias": -3.0})
+    user_model = make("bandit", {"horizon_days": 20.0, "churn_bias": -3.0})
     n = 1_000
     rng = np.random.default_rng(13)
-    a, b = users(model, n), users(model, n)
+    a, b = users(user_model, n), users(user_model, n)
     born = a.interest.copy()
-    best = model.utility(a, np.broadcast_to(np.arange(model.cfg.n_items), (n, model.cfg.n_items))).argmax(axis=1)
+    items = np.broadcast_to(np.arange(user_model.cfg.n_items), (n, user_model.cfg.n_items))
+    best = user_model.utility(a, items).argmax(axis=1)
     ended = np.zeros(n, dtype=bool)
     clicks = np.zeros((2, n))
     for _ in range(150):
-        out_a = step(model, a, random_slates(model, n, rng))
-        out_b = step(model, b, best[:, None])
+        out_a = step(user_model, a, random_slates(user_model, n, rng))
+        out_b = step(user_model, b, best[:, None])
         for name in ("time", "session", "terminated", "truncated", "search_cat", "view_item", "organic_time"):
             np.testing.assert_array_equal(getattr(out_a, name)[~ended], getattr(out_b, name)[~ended], err_msg=name)
         clicks += [out_a.click & ~ended, out_b.click & ~ended]

@@ -26,9 +26,9 @@ from driftrec.envs.events import (
     simulated_users,
     users_path,
 )
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rng import user_keys
+from driftrec.envs.user_model import build_user_model
 
 N_USERS = 24
 # cart and revenue rewards on, so every branch of the reward split is exercised
@@ -51,16 +51,16 @@ class Run:
 def simulate(preset: str = "default", seed: int = 0, overrides: dict | None = None, n: int = N_USERS) -> Run:
     """Every user lives once; done users stay in the batch but are recorded as inactive."""
     cfg = preset_config(preset, SHOP if overrides is None else overrides)
-    model = build_model(cfg)
-    policy = RandomPolicy(model.action_space, n, seed)
-    state = model.init(user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
-    recorder = EventRecorder(model)
+    user_model = build_user_model(cfg)
+    policy = RandomPolicy(user_model.action_space, n, seed)
+    state = user_model.init(user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
+    recorder = EventRecorder(user_model)
     active = np.ones(n, dtype=bool)
     reward, shown, clicks, requests = np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, np.int64), np.zeros(n)
     props = []
     while active.any():
-        actions, prop = policy.act(model.observe(state))
-        state, out = model.step(state, actions, inplace=True)
+        actions, prop = policy.act(user_model.observe(state))
+        state, out = user_model.step(state, actions, inplace=True)
         recorder.record(out, seed + np.arange(n), prop, active)
         reward += np.where(active, out.reward, 0.0)
         shown += (out.shown & active[:, None]).sum(axis=1)
@@ -122,7 +122,7 @@ def test_impressions_are_the_shown_positions(shop_run: Run, shop_frame: pd.DataF
 
 
 def test_rows_follow_the_column_rules(shop_frame: pd.DataFrame) -> None:
-    world = build_model(preset_config("default", SHOP)).world
+    world = build_user_model(preset_config("default", SHOP)).world
     search = shop_frame[shop_frame.behaviour == "search"]
     assert len(search) > 0
     assert (search.item_id == -1).all() and (search.position == -1).all()
@@ -178,7 +178,7 @@ def test_recsim_ie_click_row_carries_the_watch_time() -> None:
 
 
 def test_write_parquet_is_atomic_and_round_trips(shop_run: Run, tmp_path) -> None:
-    recorder = EventRecorder(build_model(preset_config("default", SHOP)))
+    recorder = EventRecorder(build_user_model(preset_config("default", SHOP)))
     path = tmp_path / "events.parquet"
     recorder.write_parquet(path)  # empty log: a valid file with the schema
     assert len(load_events(path)) == 0
@@ -234,34 +234,34 @@ def test_load_events_rejects_unknown_behaviour_and_missing_file(shop_run: Run, t
 def test_users_table_holds_each_users_demographics(shop_run: Run) -> None:
     """One row per recorded user with the buckets of the observation's one-hot demographics part:
     what the shop knows of the users of a simulated log (their ids are their seeds)."""
-    model = build_model(preset_config("default", SHOP))
-    recorder = EventRecorder(model)
+    user_model = build_user_model(preset_config("default", SHOP))
+    recorder = EventRecorder(user_model)
     seeds = np.arange(N_USERS)
-    state = model.init(user_keys(seeds), np.zeros(N_USERS, dtype=np.int64))
-    policy = RandomPolicy(model.action_space, N_USERS, 0)
+    state = user_model.init(user_keys(seeds), np.zeros(N_USERS, dtype=np.int64))
+    policy = RandomPolicy(user_model.action_space, N_USERS, 0)
     for _ in range(3):
-        actions, prop = policy.act(model.observe(state))
-        state, out = model.step(state, actions, inplace=True)
+        actions, prop = policy.act(user_model.observe(state))
+        state, out = user_model.step(state, actions, inplace=True)
         recorder.record(out, seeds, prop)
     users = recorder.users_table()
     assert users.schema.equals(USER_SCHEMA)
     frame = users.to_pandas()
     np.testing.assert_array_equal(frame["user_id"], seeds)
-    demo = model.observe(state)[:, model.layout["demographics"]]
+    demo = user_model.observe(state)[:, user_model.layout["demographics"]]
     start = 0
     for name, width in DEMOGRAPHICS:
         np.testing.assert_array_equal(frame[name], demo[:, start:start + width].argmax(axis=1))
         start += width
     assert frame[["age", "gender", "income"]].nunique().min() > 1  # the users differ: not a constant
     # the same table from the ids alone, and none for a user model without demographics
-    assert simulated_users(model, seeds[::-1]).equals(users)
-    assert simulated_users(build_model(preset_config("recsim-ie")), seeds).num_rows == 0
+    assert simulated_users(user_model, seeds[::-1]).equals(users)
+    assert simulated_users(build_user_model(preset_config("recsim-ie")), seeds).num_rows == 0
 
 
 def test_users_table_is_written_beside_the_log_and_read_back(shop_run: Run, tmp_path) -> None:
-    model = build_model(preset_config("default", SHOP))
+    user_model = build_user_model(preset_config("default", SHOP))
     path = tmp_path / "events.parquet"
-    users = simulated_users(model, np.unique(shop_run.table.column("user_id").to_numpy()))
+    users = simulated_users(user_model, np.unique(shop_run.table.column("user_id").to_numpy()))
     with EventWriter(path) as writer:
         writer.write(shop_run.table)
         writer.write_users(users.slice(0, 10))
@@ -292,9 +292,9 @@ def test_users_table_is_written_beside_the_log_and_read_back(shop_run: Run, tmp_
     (lambda t: pa.concat_tables([t, t.slice(2, 1)]), "repeats user_id"),
 ])
 def test_load_users_rejects_a_bad_table_naming_the_column(tmp_path, change, message) -> None:
-    model = build_model(preset_config("default", SHOP))
+    user_model = build_user_model(preset_config("default", SHOP))
     path = tmp_path / "events.parquet"
-    pq.write_table(change(simulated_users(model, np.arange(5))), users_path(path))
+    pq.write_table(change(simulated_users(user_model, np.arange(5))), users_path(path))
     with pytest.raises(EventLogError, match=message) as err:
         load_users(path)
     assert "events.users.parquet" in str(err.value) and "\n" not in str(err.value)

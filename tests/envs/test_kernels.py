@@ -14,9 +14,9 @@ from driftrec.envs import rng as rngs
 from driftrec.envs.binding import Call, pack_params
 from driftrec.envs.config import SimConfig
 from driftrec.envs.kernels import _base, _normal_pair, stream_uniforms
-from driftrec.envs.model import model_for
 from driftrec.envs.shop import ShopState
 from driftrec.envs.state import StepOutput
+from driftrec.envs.user_model import user_model_for
 
 
 @pytest.mark.parametrize("stream", [rngs.STREAM_STEP, rngs.STREAM_INIT, rngs.STREAM_SESSION, rngs.STREAM_CANDIDATES])
@@ -37,10 +37,10 @@ def test_compiled_streams_equal_rng_bit_for_bit(stream: int) -> None:
 
 def test_compiled_life_keys_equal_rng() -> None:
     """A life's key (and the user_id derived from it) equals rng.episode_key of its slot and episode."""
-    model = model_for("default")
+    user_model = user_model_for("default")
     slots = rngs.user_keys(np.arange(50))
     episodes = np.arange(50) % 4
-    state = model.init(slots, episodes)
+    state = user_model.init(slots, episodes)
     np.testing.assert_array_equal(state.key, rngs.episode_key(slots, episodes))
     np.testing.assert_array_equal(state.user_id, (state.key >> np.uint64(1)).astype(np.int64))
 
@@ -98,11 +98,11 @@ def test_the_step_kernels_bind_every_array_from_its_field() -> None:
     """Each ShopSim kernel takes its state and output arrays by field name: the bound names are
     exactly the kernel's parameters after the model-level ones, and each bound array is the
     state's (the same object), not a copy or a neighbour."""
-    model = model_for("default", {"action_mode": "candidates"})
-    state = model.init(rngs.user_keys(np.arange(3)), np.zeros(3, dtype=np.int64))
+    user_model = user_model_for("default", {"action_mode": "candidates"})
+    state = user_model.init(rngs.user_keys(np.arange(3)), np.zeros(3, dtype=np.int64))
     state_fields = {f.name for f in dataclasses.fields(ShopState)}
     out_fields = {f.name for f in dataclasses.fields(StepOutput)}
-    for call in (model._start, model._candidates, model._step, model._observe):
+    for call in (user_model._start, user_model._candidates, user_model._step, user_model._observe):
         params = list(call.kernel.py_func.__code__.co_varnames[:call.kernel.py_func.__code__.co_argcount])
         bound_state = call.bound[0]
         assert set(bound_state) <= state_fields

@@ -9,7 +9,7 @@ interest as the simulator does. Both are myopic; the difference is only whether 
 ``clickbait`` and ``default`` the click-chaser must get more clicks per request but less reward
 over each user's whole life, because bad clicks shorten sessions, lower satisfaction, lengthen
 return gaps and raise churn. The helpers here are written from the model's documented formulas,
-apart from the rules of :mod:`driftrec.envs.kernels`, and checked against ``model.choice_probs``.
+apart from the rules of :mod:`driftrec.envs.kernels`, and checked against ``user_model.choice_probs``.
 
 Then the library's own oracle-greedy (the myopic reference) against the same policy with a bonus
 for item quality, P(click) * quality, added to its score: a policy that weighs what a click does
@@ -29,12 +29,12 @@ import pytest
 from scipy.special import expit
 
 from driftrec.agents.policies import OracleGreedyPolicy
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rng import user_keys
 from driftrec.envs.rollout import eval_seeds, rollout
 from driftrec.envs.shop import ShopModel, ShopState
 from driftrec.envs.state import take_rows
+from driftrec.envs.user_model import build_user_model
 
 # 2000 paired users put the CTR difference beyond 5 standard errors on both presets (a few seconds each)
 N_USERS = 2000
@@ -43,25 +43,25 @@ Z_REQUIRED = 4.0  # the difference must lie beyond this many standard errors
 
 
 # ----------------------------------------------------------------------------- oracle helpers
-def catalog_utilities(model: ShopModel, state: ShopState, dtype: type = np.float64) -> np.ndarray:
-    """(N, n_items) utility of every catalog item shown alone, as ``model.utility`` computes it.
+def catalog_utilities(user_model: ShopModel, state: ShopState, dtype: type = np.float64) -> np.ndarray:
+    """(N, n_items) utility of every catalog item shown alone, as ``user_model.utility`` computes it.
 
     One matrix product of per-user and per-item features (interest / topic, 1 / appeal, price
     sensitivity / relative price, event boost minus boredom / category one-hot) instead of
-    ``model.utility(state, all_items)``, then the satiety of the few items each user is sated
+    ``user_model.utility(state, all_items)``, then the satiety of the few items each user is sated
     with; ``test_catalog_helpers_match_the_model`` keeps the two equal. The oracles score in
     float32, which halves their cost; a policy loses nothing by it.
     """
-    cfg, w = model.cfg, model.world
+    cfg, w = user_model.cfg, user_model.world
     n = len(state.t)
-    per_category = np.zeros((n, model.n_cat))
+    per_category = np.zeros((n, user_model.n_cat))
     if cfg.drift_fatigue > 0:
         per_category -= state.fatigue
     if cfg.drift_seasonal > 0:
         per_category += w.boost[np.minimum(state.time.astype(np.int64), w.boost.shape[0] - 1)]
     user = np.hstack([cfg.interest_scale * state.interest, np.ones((n, 1)), -state.price_sens[:, None], per_category])
     # einsum, not @: OpenBLAS threads make this small product ten times slower on a busy 2-core box
-    util = np.einsum("nf,fi->ni", user.astype(dtype, copy=False), _item_features(model, dtype))
+    util = np.einsum("nf,fi->ni", user.astype(dtype, copy=False), _item_features(user_model, dtype))
     rows, slots = np.nonzero(state.sated_item >= 0)
     level = state.sated_level[rows, slots] * 0.5 ** ((state.time[rows] - state.sated_time[rows, slots])
                                                      / cfg.satiation_half_life_days)
@@ -69,25 +69,25 @@ def catalog_utilities(model: ShopModel, state: ShopState, dtype: type = np.float
     return util
 
 
-def _item_features(model: ShopModel, dtype: type) -> np.ndarray:
+def _item_features(user_model: ShopModel, dtype: type) -> np.ndarray:
     """(D + 2 + C, I) item side of :func:`catalog_utilities`, built once per model and dtype."""
-    cache = model.__dict__.setdefault("_test_item_features", {})
+    cache = user_model.__dict__.setdefault("_test_item_features", {})
     if dtype not in cache:
-        w = model.world
-        one_hot = (w.category[None, :] == np.arange(model.n_cat)[:, None]).astype(np.float64)
+        w = user_model.world
+        one_hot = (w.category[None, :] == np.arange(user_model.n_cat)[:, None]).astype(np.float64)
         cache[dtype] = np.vstack([w.topic.T, w.appeal[None, :], w.rel_price[None, :], one_hot]).astype(dtype)
     return cache[dtype]
 
 
-def catalog_click_probs(model: ShopModel, state: ShopState, dtype: type = np.float64) -> np.ndarray:
+def catalog_click_probs(user_model: ShopModel, state: ShopState, dtype: type = np.float64) -> np.ndarray:
     """(N, n_items) P(click) of each item as a one-item slate: sigmoid(u - u_0) under MNL (position
     weight 1) and under the cascade alike."""
-    return expit(catalog_utilities(model, state, dtype) - dtype(model.cfg.no_click_utility))
+    return expit(catalog_utilities(user_model, state, dtype) - dtype(user_model.cfg.no_click_utility))
 
 
-def catalog_funnel(model: ShopModel, state: ShopState) -> tuple[np.ndarray, np.ndarray]:
+def catalog_funnel(user_model: ShopModel, state: ShopState) -> tuple[np.ndarray, np.ndarray]:
     """P(cart | click) and P(purchase | click), both (N, I), of every item from the funnel logits."""
-    cfg, w = model.cfg, model.world
+    cfg, w = user_model.cfg, user_model.world
     dot = state.interest @ w.topic.T
     cart = expit(cfg.cart_bias + cfg.cart_quality * w.quality + cfg.cart_interest * dot)
     buy = expit(cfg.purchase_bias + cfg.purchase_quality * w.quality + cfg.purchase_interest * dot
@@ -95,36 +95,36 @@ def catalog_funnel(model: ShopModel, state: ShopState) -> tuple[np.ndarray, np.n
     return cart, cart * buy
 
 
-def click_oracle(model: ShopModel, state: ShopState) -> np.ndarray:
+def click_oracle(user_model: ShopModel, state: ShopState) -> np.ndarray:
     """Item with the highest click probability for each user (argmax of utility: P is monotone)."""
-    return catalog_utilities(model, state, np.float32).argmax(axis=1)
+    return catalog_utilities(user_model, state, np.float32).argmax(axis=1)
 
 
-def expected_reward_per_click(model: ShopModel, state: ShopState) -> np.ndarray:
+def expected_reward_per_click(user_model: ShopModel, state: ShopState) -> np.ndarray:
     """(N, I) expected reward of a click on each item: reward_click + the funnel's expected rest."""
-    cfg, w = model.cfg, model.world
-    p_cart, p_buy = catalog_funnel(model, state)
+    cfg, w = user_model.cfg, user_model.world
+    p_cart, p_buy = catalog_funnel(user_model, state)
     return (cfg.reward_click + cfg.reward_cart * p_cart
             + p_buy * (cfg.reward_purchase + cfg.reward_revenue * w.price))
 
 
-def value_oracle(model: ShopModel, state: ShopState) -> np.ndarray:
+def value_oracle(user_model: ShopModel, state: ShopState) -> np.ndarray:
     """Item with the highest expected immediate reward P(click) * reward per click for each user."""
-    return (catalog_click_probs(model, state) * expected_reward_per_click(model, state)).argmax(axis=1)
+    return (catalog_click_probs(user_model, state) * expected_reward_per_click(user_model, state)).argmax(axis=1)
 
 
 class QualityWeighing(OracleGreedyPolicy):
     """oracle-greedy's score plus ``bonus`` * P(click) * quality: it values what a click's quality
     does to the user's future (patience, satisfaction, return, churn), which the myopic score ignores."""
 
-    def __init__(self, model: ShopModel, bonus: float):
-        super().__init__(model)
+    def __init__(self, user_model: ShopModel, bonus: float):
+        super().__init__(user_model)
         self.bonus = bonus
 
     def act(self, obs, mask=None, *, state=None):  # noqa: ANN001, ANN201
-        logit, value = self.model.static_scores(state, self._catalog)
-        reward = self.model.rewards_from_static(state, self._catalog, logit, value)  # P(click) * value
-        score = reward * (1.0 + self.bonus * self.model.world.quality / value)
+        logit, value = self.user_model.static_scores(state, self._catalog)
+        reward = self.user_model.rewards_from_static(state, self._catalog, logit, value)  # P(click) * value
+        score = reward * (1.0 + self.bonus * self.user_model.world.quality / value)
         return np.argmax(score, axis=1), np.ones(len(score))
 
 
@@ -143,12 +143,12 @@ Policy = Callable[[ShopModel, ShopState], np.ndarray]
 
 def live(preset: str, policy: Policy, n_users: int = N_USERS, seed: int = SEED) -> Lives:
     """Run every user's whole life (to churn or the horizon) under ``policy(model, state) -> items``."""
-    model = build_model(preset_config(preset))
-    state = model.init(user_keys(seed + np.arange(n_users)), np.zeros(n_users, dtype=np.int64))
+    user_model = build_user_model(preset_config(preset))
+    state = user_model.init(user_keys(seed + np.arange(n_users)), np.zeros(n_users, dtype=np.int64))
     lives = Lives(np.zeros(n_users), np.zeros(n_users), np.zeros(n_users), np.zeros(n_users, dtype=bool))
     alive = np.arange(n_users)  # user index of each row of the shrinking batch
     while alive.size:
-        state, out = model.step(state, policy(model, state), inplace=True)
+        state, out = user_model.step(state, policy(user_model, state), inplace=True)
         lives.reward[alive] += out.reward
         lives.clicks[alive] += out.click
         lives.requests[alive] += 1
@@ -168,23 +168,24 @@ def paired_z(diff: np.ndarray) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- tests
 @pytest.mark.parametrize("preset", ["clickbait", "default"])
 def test_catalog_helpers_match_the_model(preset: str) -> None:
-    """The oracles' fast catalog-wide probabilities equal ``model.choice_probs`` of one-item slates."""
-    model = build_model(preset_config(preset))
+    """The oracles' fast catalog-wide probabilities equal ``user_model.choice_probs`` of one-item slates."""
+    user_model = build_user_model(preset_config(preset))
     n = 64
-    state = model.init(user_keys(SEED + np.arange(n)), np.zeros(n, dtype=np.int64))
+    state = user_model.init(user_keys(SEED + np.arange(n)), np.zeros(n, dtype=np.int64))
     rng = np.random.default_rng(0)
     for _ in range(30):  # move the users into sessions with fatigue, events and drift
-        state, _ = model.step(state, rng.integers(0, model.cfg.n_items, size=(n, 1)), inplace=True)
-    probs = catalog_click_probs(model, state)
-    for item in rng.integers(0, model.cfg.n_items, size=20):
+        state, _ = user_model.step(state, rng.integers(0, user_model.cfg.n_items, size=(n, 1)), inplace=True)
+    probs = catalog_click_probs(user_model, state)
+    for item in rng.integers(0, user_model.cfg.n_items, size=20):
         slate = np.full((n, 1), item)
-        np.testing.assert_allclose(probs[:, item], model.choice_probs(state, slate)[:, 0], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(probs[:, item], user_model.choice_probs(state, slate)[:, 0], rtol=1e-10, atol=1e-14)
     # the click oracle (float32) picks the exact float64 argmax; ties closer than float32 rounding
     # would be a harmless exception
-    np.testing.assert_array_equal(click_oracle(model, state), probs.argmax(axis=1))
+    np.testing.assert_array_equal(click_oracle(user_model, state), probs.argmax(axis=1))
     # the funnel: the value of each item equals the library oracle's expected reward of a click
-    items = np.broadcast_to(np.arange(model.cfg.n_items), (n, model.cfg.n_items))
-    np.testing.assert_allclose(expected_reward_per_click(model, state), OracleGreedyPolicy(model).click_values(
+    items = np.broadcast_to(np.arange(user_model.cfg.n_items), (n, user_model.cfg.n_items))
+    oracle = OracleGreedyPolicy(user_model)
+    np.testing.assert_allclose(expected_reward_per_click(user_model, state), oracle.click_values(
         state, items), rtol=1e-12)
     assert (state.sated_item >= 0).any(), "no user is sated with anything: satiety went untested"
 
@@ -217,9 +218,9 @@ def test_weighing_quality_beats_the_myopic_oracle_except_on_bandit() -> None:
     seeds = eval_seeds(SEED, N_USERS)
     gains = {}
     for preset in ("default", "bandit"):
-        model = build_model(preset_config(preset))
-        greedy = rollout(model, OracleGreedyPolicy(model), seeds).reward
-        weighing = rollout(model, QualityWeighing(model, bonus=1.0), seeds).reward
+        user_model = build_user_model(preset_config(preset))
+        greedy = rollout(user_model, OracleGreedyPolicy(user_model), seeds).reward
+        weighing = rollout(user_model, QualityWeighing(user_model, bonus=1.0), seeds).reward
         gains[preset] = paired_z(weighing - greedy) + (greedy.mean(),)
     gain, se, base = gains["default"]
     assert gain > Z_REQUIRED * se, f"default: weighing quality gains {gain:.2f} +- {se:.2f} over {base:.2f}"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from driftrec.envs import ENV_ID, ConfigError, SimConfig, preset_config
 from driftrec.envs import rng as rngs
-from driftrec.envs.model import build_model
+from driftrec.envs.user_model import build_user_model
 
 FIELDS = {f.name: f for f in dataclasses.fields(SimConfig)}
 HINTS = {f.name: type(f.default) for f in dataclasses.fields(SimConfig)}
@@ -95,29 +95,29 @@ def _check_probs(probs: np.ndarray, shown: np.ndarray, position_decay: float) ->
 def test_extreme_knobs_stay_finite_in_space_with_valid_choice_probs(knobs: dict[str, Any], seed: int) -> None:
     # a small world keeps each example cheap; short lives exercise the reset path
     cfg = SimConfig.from_dict({**knobs, "n_items": 60, "n_categories": 6, "n_candidates": 8, "horizon_days": 2.0})
-    model = build_model(cfg)
-    state = model.init(rngs.user_keys(seed + np.arange(N_USERS)), np.zeros(N_USERS, dtype=np.int64))
+    user_model = build_user_model(cfg)
+    state = user_model.init(rngs.user_keys(seed + np.arange(N_USERS)), np.zeros(N_USERS, dtype=np.int64))
     rng = np.random.default_rng(seed)
-    n_actions = model.m if model.m else cfg.n_items
+    n_actions = user_model.m if user_model.m else cfg.n_items
     # overflow and invalid operations (NaN) are bugs even where the result is later clipped
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         for _ in range(N_STEPS):
-            _rows_in_space(model.observation_space, model.observe(state))
+            _rows_in_space(user_model.observation_space, user_model.observe(state))
             action = rng.integers(0, n_actions, size=(N_USERS, cfg.slate_size))
             action[: N_USERS // 2, -1] = action[: N_USERS // 2, 0]  # half the slates repeat an item
-            items = model.slate_items(state, action)
+            items = user_model.slate_items(state, action)
             shown = np.ones(items.shape, dtype=bool)
             for k in range(1, cfg.slate_size):
                 shown[:, k] = (items[:, :k] != items[:, k:k + 1]).all(axis=1)
-            probs = model.choice_probs(state, items)
+            probs = user_model.choice_probs(state, items)
             _check_probs(probs, shown, cfg.position_decay)
-            state, out = model.step(state, action if cfg.slate_size > 1 else action[:, 0], inplace=True)
+            state, out = user_model.step(state, action if cfg.slate_size > 1 else action[:, 0], inplace=True)
             assert np.isfinite(out.reward).all(), "non-finite reward"
             # the step samples from these probabilities: it never picks an outcome they rule out
             chosen = np.where(out.click_pos >= 0, out.click_pos, cfg.slate_size)
             assert (probs[np.arange(N_USERS), chosen] > 0.0).all(), "step chose an outcome of probability 0"
-            model.reset_where(state, out.terminated | out.truncated)
-        _rows_in_space(model.observation_space, model.observe(state))
+            user_model.reset_where(state, out.terminated | out.truncated)
+        _rows_in_space(user_model.observation_space, user_model.observe(state))
 
 
 # ------------------------------------------------------------------------------------ config errors
@@ -211,16 +211,16 @@ def test_a_hidden_position_of_huge_utility_changes_nothing(choice_model: str) ->
     probabilities, a ZeroDivisionError or a user who never clicks in the step)."""
     cfg = SimConfig.from_dict({"choice_model": choice_model, "position_decay": 0.0, "slate_size": 2,
                                "interest_scale": 20.0, "n_items": 60, "n_categories": 6, "search_prob": 0.0})
-    model = build_model(cfg)
-    topic = model.world.topic
+    user_model = build_user_model(cfg)
+    topic = user_model.world.topic
     cos = topic @ topic.T
     first, second = np.argwhere((cos > 0.2) & (cos < 0.6))[0]  # related items, far apart in utility
-    state = model.init(rngs.user_keys(np.arange(N_USERS)), np.zeros(N_USERS, dtype=np.int64))
+    state = user_model.init(rngs.user_keys(np.arange(N_USERS)), np.zeros(N_USERS, dtype=np.int64))
     state.interest[:] = 100.0 * topic[second]  # util(second) - util(first) > 800 logits: exp underflows
     items = np.tile([first, second], (N_USERS, 1))
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        probs = model.choice_probs(state, items)
-        _, out = model.step(state, items)
+        probs = user_model.choice_probs(state, items)
+        _, out = user_model.step(state, items)
     np.testing.assert_allclose(probs, np.tile([1.0, 0.0, 0.0], (N_USERS, 1)), rtol=0.0, atol=1e-12)
     np.testing.assert_array_equal(out.click_pos, 0)  # position 0 is all but certain to be clicked
 
@@ -241,14 +241,14 @@ def _other_value(key: str) -> Any:
 def test_a_key_the_model_does_not_read_is_refused_by_name(preset: str) -> None:
     """Each user model declares the keys it reads (READS); a key it would silently ignore, set away
     from its default, is one ConfigError naming the key and the model, however the config is built."""
-    model = build_model(preset_config(preset))
-    unread = [key for key in FIELDS if key not in model.READS]
+    user_model = build_user_model(preset_config(preset))
+    unread = [key for key in FIELDS if key not in user_model.READS]
     assert unread, f"{preset}: every key is read"
     for key in unread:
-        for make in (lambda key=key: build_model(preset_config(preset, {key: _other_value(key)})),
+        for make in (lambda key=key: build_user_model(preset_config(preset, {key: _other_value(key)})),
                      lambda key=key: gym.make(ENV_ID, preset=preset, **{key: _other_value(key)})):
             with pytest.raises(ConfigError) as err:
                 make()
             _assert_names(err, key)
-            assert f"model '{model.cfg.model}'" in str(err.value)
+            assert f"model '{user_model.cfg.model}'" in str(err.value)
     assert "recsim_budget" in unread if preset == "default" else "drift_bubble" in unread

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from driftrec.envs import ConfigError, ShopSimEnv, SimConfig, make_vec_env, model_for
+from driftrec.envs import ConfigError, ShopSimEnv, SimConfig, make_vec_env, user_model_for
 from driftrec.envs import rng as rngs
 from driftrec.envs.recsim_ie import RecSimIEModel, RecSimIEState
 from driftrec.envs.state import CLICK, PAD, copy_state
@@ -27,11 +27,11 @@ MEANS = np.concatenate((np.linspace(-3.0, 0, int(20 * 0.7)), np.linspace(0, 3.0,
 
 
 def _model(**overrides: object) -> RecSimIEModel:
-    return model_for("recsim-ie", overrides)
+    return user_model_for("recsim-ie", overrides)
 
 
-def _users(model: RecSimIEModel, n: int, seed: int = 0) -> RecSimIEState:
-    return model.init(rngs.user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
+def _users(user_model: RecSimIEModel, n: int, seed: int = 0) -> RecSimIEState:
+    return user_model.init(rngs.user_keys(seed + np.arange(n)), np.zeros(n, dtype=np.int64))
 
 
 def _slate(n: int, first: int = 0, second: int = 1) -> np.ndarray:
@@ -367,13 +367,13 @@ def _recsim_step(u: np.ndarray, budget: float, features: np.ndarray, quality: np
     return u, budget, selected, watch_time
 
 
-def _policy(name: str, model: RecSimIEModel, s: RecSimIEState, rng: np.random.Generator) -> np.ndarray:
+def _policy(name: str, user_model: RecSimIEModel, s: RecSimIEState, rng: np.random.Generator) -> np.ndarray:
     """(N, 2) distinct candidate indices (RecSim would count a repeated one twice): the two best by
     hidden quality, by interest, or two at random."""
     if name == "quality":
-        return np.argsort(-model.world.quality[s.cand], axis=1, kind="stable")[:, :2]
+        return np.argsort(-user_model.world.quality[s.cand], axis=1, kind="stable")[:, :2]
     if name == "interest":
-        weight = np.take_along_axis(s.interest, model.world.category[s.cand], axis=1)
+        weight = np.take_along_axis(s.interest, user_model.world.category[s.cand], axis=1)
         return np.argsort(-weight, axis=1, kind="stable")[:, :2]
     return np.argsort(rng.random(s.cand.shape), axis=1)[:, :2]
 
@@ -502,15 +502,15 @@ def _other_value(field: dataclasses.Field) -> object:
     return int(value) if isinstance(default, int) else float(value)
 
 
-def _fingerprint(model: RecSimIEModel, steps: int, n: int = 6) -> list:
-    """Spaces, corpus and a short seeded run of ``model``: what a change of config could change."""
-    s = _users(model, n, seed=70)
+def _fingerprint(user_model: RecSimIEModel, steps: int, n: int = 6) -> list:
+    """Spaces, corpus and a short seeded run of ``user_model``: what a change of config could change."""
+    s = _users(user_model, n, seed=70)
     rng = np.random.default_rng(2)
-    obs = model.observe(s)
-    run = [repr(model.observation_space), repr(model.action_space), model.world.quality.tobytes(), obs]
+    obs = user_model.observe(s)
+    run = [repr(user_model.observation_space), repr(user_model.action_space), user_model.world.quality.tobytes(), obs]
     for _ in range(steps):
-        s, out = model.step(s, rng.integers(0, model.m, size=(n, model.k)), inplace=True)
-        run += [out.reward, out.terminated, out.truncated, model.observe(s)]
+        s, out = user_model.step(s, rng.integers(0, user_model.m, size=(n, user_model.k)), inplace=True)
+        run += [out.reward, out.terminated, out.truncated, user_model.observe(s)]
     return run
 
 

@@ -18,9 +18,9 @@ from driftrec.agents.registry import make_policy
 from driftrec.agents.supervised.data import log_sim_config
 from driftrec.envs.config import ConfigError, SimConfig, parse_sets
 from driftrec.envs.events import load_events, load_users
-from driftrec.envs.model import model_for
 from driftrec.envs.presets import PRESETS, preset_config
 from driftrec.envs.shopsim import ShopSimEnv
+from driftrec.envs.user_model import user_model_for
 from driftrec.experiments.cli import COMMANDS, build_parser, main
 
 SMALL = ["simulate", "--preset", "default", "--users", "20", "--days", "3", "--seed", "5"]
@@ -241,10 +241,10 @@ def test_random_policy_respects_a_mask() -> None:
 
 
 def test_make_policy_names_unknown_policies() -> None:
-    model = model_for("stationary")
-    assert isinstance(make_policy("random", model, 3, seed=0), RandomPolicy)
+    user_model = user_model_for("stationary")
+    assert isinstance(make_policy("random", user_model, 3, seed=0), RandomPolicy)
     with pytest.raises(ConfigError, match=r"unknown policy 'nope'; choose one of: random"):
-        make_policy("nope", model, 3, seed=0)
+        make_policy("nope", user_model, 3, seed=0)
 
 
 def test_simulate_refuses_a_key_the_model_ignores(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import yaml
 
 from driftrec.agents.registry import make_policy
 from driftrec.envs.config import ConfigError
-from driftrec.envs.model import model_for
 from driftrec.envs.rollout import eval_seeds, rollout
+from driftrec.envs.user_model import user_model_for
 from driftrec.experiments import compare
 from driftrec.experiments.cli import main
 from driftrec.experiments.compare import CompareConfig, load_config
@@ -104,9 +104,9 @@ def test_the_observation_mode_does_not_change_the_users() -> None:
     per-user differences needs the same users with the same luck in both modes."""
     rewards = []
     for mode in ("features", "history"):
-        model = model_for("default", {"horizon_days": 4.0, "obs_mode": mode})
-        policy = make_policy("random", model, 50, 7)
-        rewards.append(rollout(model, policy, eval_seeds(0, 50)).reward)
+        user_model = user_model_for("default", {"horizon_days": 4.0, "obs_mode": mode})
+        policy = make_policy("random", user_model, 50, 7)
+        rewards.append(rollout(user_model, policy, eval_seeds(0, 50)).reward)
     np.testing.assert_array_equal(rewards[0], rewards[1])
 
 

@@ -15,9 +15,9 @@ from matplotlib.image import imread
 from scipy.special import softmax
 
 from driftrec.agents.registry import make_policy
-from driftrec.envs.model import build_model
 from driftrec.envs.presets import preset_config
 from driftrec.envs.rng import user_keys
+from driftrec.envs.user_model import build_user_model
 from driftrec.envs.world import build_world
 from driftrec.experiments import figures
 from driftrec.experiments.figures import (
@@ -183,8 +183,8 @@ def test_calendar_events_none_without_seasonal_drift_or_calendar() -> None:
 # ------------------------------------------------------------------------------------- interests
 def trace(preset: str, overrides: dict | None = None, seeds: tuple[int, ...] = (3, 4, 5, 6), policy: str = "random",
           **kwargs: object) -> pd.DataFrame:
-    model = build_model(preset_config(preset, {**SHORT, **(overrides or {})}))
-    return trace_interests(model, make_policy(policy, model, len(seeds), 7), list(seeds), **kwargs)
+    user_model = build_user_model(preset_config(preset, {**SHORT, **(overrides or {})}))
+    return trace_interests(user_model, make_policy(policy, user_model, len(seeds), 7), list(seeds), **kwargs)
 
 
 def movement(traj: pd.DataFrame) -> pd.Series:
@@ -209,12 +209,12 @@ def test_trace_shape_and_shares_sum_to_one() -> None:
 
 def test_trace_at_birth_is_softmax_of_interest_over_centroids() -> None:
     cfg = preset_config("default", SHORT)
-    model = build_model(cfg)
-    state = model.init(user_keys(np.array([3, 4])), np.zeros(2, dtype=np.int64))
-    expected = softmax(cfg.interest_scale * state.interest @ model.world.centroid.T, axis=1)
-    traj = trace_interests(model, make_policy("random", model, 2, 0), [3, 4], max_steps=0)
+    user_model = build_user_model(cfg)
+    state = user_model.init(user_keys(np.array([3, 4])), np.zeros(2, dtype=np.int64))
+    expected = softmax(cfg.interest_scale * state.interest @ user_model.world.centroid.T, axis=1)
+    traj = trace_interests(user_model, make_policy("random", user_model, 2, 0), [3, 4], max_steps=0)
     np.testing.assert_allclose(traj["share"].to_numpy().reshape(2, -1), expected, rtol=1e-12)
-    flat = trace_interests(model, make_policy("random", model, 2, 0), [3, 4], max_steps=0, scale=0.0)
+    flat = trace_interests(user_model, make_policy("random", user_model, 2, 0), [3, 4], max_steps=0, scale=0.0)
     np.testing.assert_allclose(flat["share"], 0.1, rtol=1e-12)  # scale 0: no preference, 10 categories
 
 
@@ -257,8 +257,8 @@ def test_trace_recsim_ie() -> None:
     np.testing.assert_allclose(traj.groupby(["user_id", "step"])["share"].sum(), 1.0, atol=1e-12)
     assert (traj.groupby(["user_id", "step"]).size() == 20).all()
     assert movement(traj).max() > 1e-3  # clicks nudge the interest
-    model = build_model(preset_config("recsim-ie"))
-    state = model.init(user_keys(np.array([3])), np.zeros(1, dtype=np.int64))
+    user_model = build_user_model(preset_config("recsim-ie"))
+    state = user_model.init(user_keys(np.array([3])), np.zeros(1, dtype=np.int64))
     birth = traj[(traj["user_id"] == 3) & (traj["step"] == 0)]["share"].to_numpy()
     np.testing.assert_allclose(birth, (state.interest[0] + 1) / (state.interest[0] + 1).sum(), rtol=1e-12)
 

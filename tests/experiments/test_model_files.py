@@ -14,7 +14,7 @@ import torch
 
 from driftrec.agents.model_file import ModelFileError
 from driftrec.agents.rl import load_agent
-from driftrec.agents.supervised import load_model
+from driftrec.agents.supervised import load_network
 from driftrec.experiments.cli import main
 
 SIM = {"n_items": 20, "n_categories": 4, "horizon_days": 0.25}
@@ -121,13 +121,13 @@ def test_loaders_raise_model_file_error(rl_run: Path, supervised_run: Path, tmp_
         load_agent(run)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="not a driftrec supervised model"):
-        load_model(tmp_path / "other.pt")
+        load_network(tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="not a driftrec supervised model"):  # an SB3 zip is no checkpoint
-        load_model(rl_run / "model.zip")
+        load_network(rl_run / "model.zip")
     (tmp_path / "empty.pt").touch()
     with pytest.raises(ModelFileError, match="truncated"):
-        load_model(tmp_path / "empty.pt")
-    assert load_model(supervised_run / "model.pt").kind == "mlp"
+        load_network(tmp_path / "empty.pt")
+    assert load_network(supervised_run / "model.pt").kind == "mlp"
 
 
 @pytest.mark.parametrize("how", ["truncated", "foreign file"])

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from driftrec.agents.supervised import load_model
+from driftrec.agents.supervised import load_network
 from driftrec.experiments.cli import main
 
 FAST = ["--set", "epochs=1", "--set", "hidden=16", "--set", "embedding_dim=8"]
@@ -70,7 +70,7 @@ def test_offline_prints_the_table_and_writes_the_run_folder(sim_log: Path, tmp_p
     summary = (out / "summary.md").read_text()
     assert "| popularity |" in summary and "| gru |" in summary
     for kind in ("mlp", "gru"):
-        assert load_model(out / kind / "model.pt").kind == kind
+        assert load_network(out / kind / "model.pt").kind == kind
     assert not list(out.rglob("*.tmp"))
 
 

@@ -75,8 +75,8 @@ def test_train_writes_the_run_folder(trained_run: Path) -> None:
         assert data["timesteps"].tolist() == [1024, 2048]
         assert data["results"].shape == (2, 8)
     assert spec["last_validation"]["timesteps"] == 2048
-    model, _ = load_agent(trained_run)
-    assert model.num_timesteps == spec["timesteps"]
+    agent, _ = load_agent(trained_run)
+    assert agent.num_timesteps == spec["timesteps"]
 
 
 def test_evaluate_prints_reward_with_ci_and_writes_json(trained_run: Path, tmp_path: Path,

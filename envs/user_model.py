@@ -16,13 +16,13 @@ from driftrec.envs.recsim_ie import RecSimIEModel
 from driftrec.envs.shop import ShopModel
 
 
-def build_model(cfg: SimConfig) -> Any:
+def build_user_model(cfg: SimConfig) -> Any:
     """The user model for ``cfg``: ShopSim or RecSim interest evolution."""
     if cfg.model == "recsim-ie":
         return RecSimIEModel(cfg)
     return ShopModel(cfg)
 
 
-def model_for(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Any:
+def user_model_for(preset: str = "default", overrides: Mapping[str, Any] | None = None) -> Any:
     """Shortcut: the model of a preset with overrides."""
-    return build_model(preset_config(preset, overrides))
+    return build_user_model(preset_config(preset, overrides))
