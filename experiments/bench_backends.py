@@ -2,10 +2,11 @@
 
 ``python -m driftrec.experiments.bench_backends`` runs the same grid (default: the smoke profile
 with larger budgets, ``stationary`` and ``default`` x 2 seeds x ``popularity, mlp, gru, ppo``: 16
-cells of a few seconds each) twice, each as the command a user types, in a fresh process and a fresh run folder:
-``driftrec compare`` (one process, one cell after another) and ``driftrec compare --backend ray``
-on a local cluster of ``--cpus`` CPUs started for the run (its start-up counted, as a user pays
-it). It checks that the two ``results.csv`` agree in every column but the wall times, prints
+cells of a few seconds each) under both backends, each as the command a user types, in a fresh
+process and a fresh run folder: ``driftrec compare`` (one process, one cell after another) and
+``driftrec compare --backend ray`` on a local cluster of ``--cpus`` CPUs started for the run (its
+start-up counted, as a user pays it); ``--repeats N`` runs each N times, in turn, and reports the
+medians. It checks that the two ``results.csv`` agree in every column but the wall times, prints
 cells, both walls, the speed-up and the speed-up per core, and writes every figure with the
 machine and its load to ``--out`` (JSON). On a shared machine the walls move with the other
 load: the report holds the load averages before and after, and the cores the machine really
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,24 +55,30 @@ def effective_cores(cpus: int) -> float:
     return cpus * alone / spin(cpus)
 
 
-def run(grid: Sequence[str], cpus: int, folder: Path) -> dict[str, Any]:
-    """Time ``driftrec compare GRID`` with each backend into ``folder``; the report (see the module doc)."""
+def run(grid: Sequence[str], cpus: int, folder: Path, repeats: int = 1) -> dict[str, Any]:
+    """Time ``driftrec compare GRID`` with each backend into ``folder``, ``repeats`` times in turn
+    (local, ray, local, ...); the report (see the module doc) holds every wall and their medians."""
     load_before, cores = bench_core._loadavg(), effective_cores(cpus)
-    walls, tables = {}, {}
-    for backend in ("local", "ray"):
-        out = folder / backend
-        extra = ["--backend", "ray", "--set", f"ray_cpus={cpus}"] if backend == "ray" else []
-        command = [sys.executable, "-m", "driftrec.experiments.cli", "compare", *grid, *extra, "--out", str(out),
-                   "--quiet"]
-        print(f"bench: {' '.join(command[3:])}", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        walls[backend] = time.perf_counter() - start
-        tables[backend] = pd.read_csv(out / "results.csv").drop(columns=WALL)
-    pd.testing.assert_frame_equal(tables["local"], tables["ray"])  # the same numbers, or no timing to report
-    speedup = walls["local"] / walls["ray"]
-    return {"grid": list(grid), "cells": len(tables["local"]), "ray_cpus": cpus, "local_wall_s": walls["local"],
-            "ray_wall_s": walls["ray"], "speedup": speedup, "speedup_per_core": speedup / cpus,
+    walls: dict[str, list[float]] = {"local": [], "ray": []}
+    tables = {}
+    for repeat in range(repeats):
+        for backend in ("local", "ray"):
+            out = folder / f"{backend}{repeat}"
+            extra = ["--backend", "ray", "--set", f"ray_cpus={cpus}"] if backend == "ray" else []
+            command = [sys.executable, "-m", "driftrec.experiments.cli", "compare", *grid, *extra, "--out", str(out),
+                       "--quiet"]
+            print(f"bench: {' '.join(command[3:])}", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            walls[backend].append(time.perf_counter() - start)
+            table = pd.read_csv(out / "results.csv").drop(columns=WALL)
+            tables.setdefault("first", table)
+            pd.testing.assert_frame_equal(tables["first"], table)  # the same numbers, or no timing to report
+    local, ray = statistics.median(walls["local"]), statistics.median(walls["ray"])
+    speedup = local / ray
+    return {"grid": list(grid), "cells": len(tables["first"]), "ray_cpus": cpus, "repeats": repeats,
+            "local_walls_s": walls["local"], "ray_walls_s": walls["ray"], "local_wall_s": local,
+            "ray_wall_s": ray, "speedup": speedup, "speedup_per_core": speedup / cpus,
             "effective_cores": cores,
             "same_results": True, "machine": bench_core._machine(), "loadavg_before": load_before,
             "loadavg_after": bench_core._loadavg()}
@@ -78,6 +86,7 @@ def run(grid: Sequence[str], cpus: int, folder: Path) -> dict[str, Any]:
 
 def print_report(report: dict[str, Any]) -> None:
     """The table of :func:`run`'s report."""
+    print(f"medians of {report['repeats']} run(s) each, in turn")
     print("| cells | local (serial) wall | ray wall | ray CPUs | speed-up | speed-up per core | effective cores |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {report['cells']} | {report['local_wall_s']:.1f} s | {report['ray_wall_s']:.1f} s | {report['ray_cpus']} "
@@ -92,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1,
                         help="CPUs of the local Ray cluster (default: the machine's)")
     parser.add_argument("--out", type=Path, default=Path("bench_backends.json"), help="JSON report")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each backend, in turn; the medians are "
+                                                               "reported (default 1)")
     parser.add_argument("--keep", type=Path, default=None, help="folder for the two run folders (default: temporary)")
     parser.add_argument("grid", nargs="*", help=f"driftrec compare's grid arguments, after -- (default: "
                                                 f"{' '.join(GRID)})")
@@ -99,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
         parser.error(f"--keep '{args.keep}' is not empty: a run folder there would resume, not run")  # exits 2
     with tempfile.TemporaryDirectory() as tmp:
-        report = run(args.grid or GRID, args.cpus, args.keep or Path(tmp))
+        report = run(args.grid or GRID, args.cpus, args.keep or Path(tmp), max(args.repeats, 1))
     print_report(report)
     write_text(args.out, json.dumps(report, indent=2) + "\n")
     return 0
