@@ -41,7 +41,7 @@ agent loads without the simulator; the item features are also buffers of the sta
 Selection (see :mod:`driftrec.agents.rl`): ``policy: ItemScoringPolicy`` in the hyperparameter
 YAML, for every algorithm and both observation modes; :func:`item_scoring_policy` gives the
 algorithm's class. ``policy_kwargs`` keys besides SB3's: ``embedding_dim``, ``item_ids``,
-``cross_features``.
+``cross_features``; for DQN and QR-DQN also ``layer_norm``.
 """
 
 from __future__ import annotations
@@ -210,12 +210,16 @@ class ItemScorer(nn.Module):
     :param state_value: add a per-head state value ``v_h(u)`` (value-based heads)
     :param head_residuals: per-head projections on top of a shared one (slates, quantiles)
     :param init_scale: std of the shared projection's initial weights (small: near-uniform logits)
+    :param history: (start column, length, behaviour codes) of a history's item ids, or None
+    :param layer_norm: a LayerNorm after each hidden layer of the user MLP, before its activation
+        (steadier bootstrapped targets for the value-based heads)
     """
 
     def __init__(self, features_dim: int, raw_start: int, catalog: Mapping[str, Any], n_actions: int, heads: int,
                  net_arch: list[int], activation_fn: type[nn.Module], embedding_dim: int = 32,
                  item_ids: bool = True, cross_features: bool = True, state_value: bool = False,
-                 head_residuals: bool = False, init_scale: float = 0.01, history: tuple[int, int, int] | None = None):
+                 head_residuals: bool = False, init_scale: float = 0.01, history: tuple[int, int, int] | None = None,
+                 layer_norm: bool = False):
         super().__init__()
         c = int(catalog["n_categories"])
         columns = {k: tuple(v) for k, v in dict(catalog["columns"]).items()}
@@ -235,6 +239,9 @@ class ItemScorer(nn.Module):
             user_index = user_index[(user_index < raw_start + start) | (user_index >= raw_start + stop)]
         self.register_buffer("user_index", user_index, persistent=False)
         layers = create_mlp(len(user_index), -1, list(net_arch), activation_fn)
+        if layer_norm:  # each hidden layer normalised before its activation
+            layers = [m for layer in layers for m in
+                      ((layer, nn.LayerNorm(layer.out_features)) if isinstance(layer, nn.Linear) else (layer,))]
         self.user = nn.Sequential(*layers)
         user_dim = int(net_arch[-1]) if net_arch else len(user_index)
         self.project = nn.Linear(user_dim, embedding_dim)
@@ -510,12 +517,13 @@ class _ItemScoringValueBased:
     def _value_based_init(self, observation_space: spaces.Space, action_space: spaces.Space,
                           catalog: Mapping[str, Any] | None, features_extractor_class: Any,
                           features_extractor_kwargs: dict[str, Any] | None, embedding_dim: int, item_ids: bool,
-                          cross_features: bool) -> tuple[type[BaseFeaturesExtractor], dict[str, Any]]:
+                          cross_features: bool, layer_norm: bool) -> tuple[type[BaseFeaturesExtractor], dict[str, Any]]:
         if catalog is None:
             raise ValueError("item-scoring policies need policy_kwargs['catalog'] (see catalog_kwargs)")
         _check_catalog(catalog, action_space)
         self.catalog = dict(catalog)
-        self.scorer_options = _scorer_options(embedding_dim, item_ids, cross_features)
+        self.scorer_options = {**_scorer_options(embedding_dim, item_ids, cross_features),
+                               "layer_norm": bool(layer_norm)}
         return _wrap_extractor(observation_space, features_extractor_class, features_extractor_kwargs)
 
 
@@ -523,7 +531,8 @@ class ItemScoringDQNPolicy(_ItemScoringValueBased, DQNPolicy):
     """DQN policy whose Q-values are item scores plus a state value (:class:`ItemScoringQNetwork`).
 
     ``net_arch``: the user MLP. ``catalog``, ``embedding_dim``, ``item_ids``, ``cross_features``:
-    as :class:`ItemScoringActorCriticPolicy`. Other arguments as SB3's DQNPolicy.
+    as :class:`ItemScoringActorCriticPolicy`; ``layer_norm``: see :class:`ItemScorer`. Other
+    arguments as SB3's DQNPolicy.
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Discrete, lr_schedule: Schedule,
@@ -532,9 +541,11 @@ class ItemScoringDQNPolicy(_ItemScoringValueBased, DQNPolicy):
                  features_extractor_kwargs: dict[str, Any] | None = None, normalize_images: bool = True,
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, catalog: Mapping[str, Any] | None = None,
-                 embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True):
+                 embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True,
+                 layer_norm: bool = False):
         cls, kwargs = self._value_based_init(observation_space, action_space, catalog, features_extractor_class,
-                                             features_extractor_kwargs, embedding_dim, item_ids, cross_features)
+                                             features_extractor_kwargs, embedding_dim, item_ids, cross_features,
+                                             layer_norm)
         super().__init__(observation_space, action_space, lr_schedule, net_arch=net_arch, activation_fn=activation_fn,
                          features_extractor_class=cls, features_extractor_kwargs=kwargs,
                          normalize_images=normalize_images, optimizer_class=optimizer_class,
@@ -583,9 +594,11 @@ class ItemScoringQRDQNPolicy(_ItemScoringValueBased, QRDQNPolicy):
                  features_extractor_kwargs: dict[str, Any] | None = None, normalize_images: bool = True,
                  optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
                  optimizer_kwargs: dict[str, Any] | None = None, catalog: Mapping[str, Any] | None = None,
-                 embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True):
+                 embedding_dim: int = 32, item_ids: bool = True, cross_features: bool = True,
+                 layer_norm: bool = False):
         cls, kwargs = self._value_based_init(observation_space, action_space, catalog, features_extractor_class,
-                                             features_extractor_kwargs, embedding_dim, item_ids, cross_features)
+                                             features_extractor_kwargs, embedding_dim, item_ids, cross_features,
+                                             layer_norm)
         super().__init__(observation_space, action_space, lr_schedule, n_quantiles=n_quantiles, net_arch=net_arch,
                          activation_fn=activation_fn, features_extractor_class=cls, features_extractor_kwargs=kwargs,
                          normalize_images=normalize_images, optimizer_class=optimizer_class,

@@ -16,7 +16,8 @@ Hyperparameters (``agents/hyperparams/<algo>.yml``, one entry per preset on top 
 - ``learning_rate``, ``clip_range``, ``clip_range_vf``: a number or ``lin_<value>`` (linear decay
   to 0, as rl-zoo3);
 - every other key must be an argument of the algorithm's constructor (``gamma``, ``n_steps``,
-  ``batch_size``, ``ent_coef``, ``buffer_size``, ...). Unknown keys raise :class:`ConfigError`
+  ``batch_size``, ``ent_coef``, ``buffer_size``, ...; ``dqn`` also takes ``double_q`` and
+  ``huber_delta``, see :class:`DoubleDQN`). Unknown keys raise :class:`ConfigError`
   naming the key. ``normalize`` is accepted only as false: observations already lie in their
   declared bounds, and a VecNormalize would have to travel with every saved model.
 
@@ -27,7 +28,8 @@ and QR-DQN, over the catalog or the request's candidates, on ``features`` and ``
 observations alike (one name for both). Its ``policy_kwargs``: ``net_arch`` (the user MLP; for
 actor-critics also the critic, or ``dict(pi=..., vf=...)``), ``activation_fn``,
 ``embedding_dim`` (32), ``item_ids`` (true: an embedding and a bias per item id, catalog mode),
-``cross_features`` (true: the per-category term), ``features_extractor`` for ``history``.
+``cross_features`` (true: the per-category term), ``layer_norm`` (false; DQN and QR-DQN: a
+LayerNorm in the user MLP), ``features_extractor`` for ``history``.
 :func:`build_agent` adds the simulator's catalog as ``policy_kwargs['catalog']``
 (:func:`~driftrec.agents.item_scoring.catalog_kwargs`); SB3 saves it with the model, so
 :func:`load_agent` needs no simulator. ``MlpPolicy`` (one output per item) stays for comparison.
@@ -64,6 +66,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 from torch import nn
+from torch.nn import functional as F
 
 from driftrec.agents.extractors import FEATURE_EXTRACTORS
 from driftrec.agents.item_scoring import (
@@ -79,11 +82,59 @@ from driftrec.envs.presets import PRESETS
 from driftrec.envs.rollout import VALIDATION_SEED_OFFSET, validation_seeds
 from driftrec.envs.user_model import build_user_model
 
-__all__ = ["ALGORITHMS", "ITEM_SCORING_POLICY", "VALIDATION_SEED_OFFSET", "HeldOutUsers", "SB3Policy", "build_agent",
-           "load_agent", "policy_class", "save_agent", "validation_seeds"]
+__all__ = ["ALGORITHMS", "ITEM_SCORING_POLICY", "VALIDATION_SEED_OFFSET", "DoubleDQN", "HeldOutUsers", "SB3Policy",
+           "build_agent", "load_agent", "policy_class", "save_agent", "validation_seeds"]
+
+class DoubleDQN(DQN):
+    """SB3's DQN with two of the field's options: the double-Q target and the Huber loss's threshold.
+
+    ``double_q``: the online network chooses the next action and the target network values it,
+    ``r + gamma * Q_target(s', argmax_a Q(s', a))`` (van Hasselt et al. 2016), instead of
+    ``max_a Q_target(s', a)``: the max over hundreds of noisy item scores overestimates, and the
+    overestimate feeds every target. ``huber_delta``: TD errors beyond it count linearly (SB3's
+    loss is Huber with 1, made for rewards clipped to [-1, 1]; a purchase's reward is larger).
+    ``double_q`` false and ``huber_delta`` 1 are SB3's DQN. Every other argument is DQN's.
+    """
+
+    def __init__(self, *args: Any, double_q: bool = False, huber_delta: float = 1.0, **kwargs: Any):
+        self.double_q = bool(double_q)
+        self.huber_delta = float(huber_delta)
+        if not self.huber_delta > 0:
+            raise ValueError(f"huber_delta must be positive, got {huber_delta}")
+        super().__init__(*args, **kwargs)
+
+    def next_values(self, next_observations: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, 1) values of the next states the target bootstraps from: ``Q_target(s', argmax_a Q(s', a))``
+        with ``double_q``, else ``max_a Q_target(s', a)``."""
+        target = self.q_net_target(next_observations)
+        if not self.double_q:
+            return target.max(dim=1, keepdim=True).values
+        return torch.gather(target, 1, self.q_net(next_observations).argmax(dim=1, keepdim=True))
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """SB3 2.9's ``DQN.train`` (n-step discounts included) with :meth:`next_values` and ``huber_delta``."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        losses = []
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            discounts = data.discounts if data.discounts is not None else self.gamma
+            with torch.no_grad():
+                target = data.rewards + (1 - data.dones) * discounts * self.next_values(data.next_observations)
+            current = torch.gather(self.q_net(data.observations), 1, data.actions.long())
+            loss = F.huber_loss(current, target, delta=self.huber_delta)
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", np.mean(losses))
+
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
-    "ppo": PPO, "dqn": DQN, "a2c": A2C, "qrdqn": QRDQN, "maskable-ppo": MaskablePPO,
+    "ppo": PPO, "dqn": DoubleDQN, "a2c": A2C, "qrdqn": QRDQN, "maskable-ppo": MaskablePPO,
 }
 """Algorithm name (CLI and YAML file name) -> SB3 class."""
 
@@ -131,10 +182,21 @@ def algorithm(algo: str) -> type[BaseAlgorithm]:
     return ALGORITHMS[algo]
 
 
+def _constructor_params(algo: str) -> dict[str, inspect.Parameter]:
+    """The named arguments of ``algo``'s constructor, a subclass's (``**kwargs`` passed on) with its base's."""
+    params: dict[str, inspect.Parameter] = {}
+    for cls in algorithm(algo).__mro__:
+        own = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+        params.update({k: p for k, p in own.items() if k not in params and p.kind not in
+                       (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)})
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values()):
+            break
+    return params
+
+
 def hyperparam_keys(algo: str) -> frozenset[str]:
     """Every hyperparameter ``algo`` accepts: rl-zoo3's keys and its constructor's arguments."""
-    params = inspect.signature(algorithm(algo).__init__).parameters
-    return frozenset(ZOO_KEYS) | (frozenset(params) - _NOT_HYPERPARAMS)
+    return frozenset(ZOO_KEYS) | (frozenset(_constructor_params(algo)) - _NOT_HYPERPARAMS)
 
 
 def check_hyperparams(algo: str, hyperparams: Mapping[str, Any], where: str = "") -> None:
@@ -304,7 +366,7 @@ def _coerce(algo: str, key: str, value: Any, default: Any) -> Any:
 def resolved_hyperparams(algo: str, hyperparams: Mapping[str, Any]) -> dict[str, Any]:
     """``hyperparams`` with numbers coerced (YAML-safe; schedules stay ``lin_<value>`` strings)."""
     check_hyperparams(algo, hyperparams)
-    params = inspect.signature(algorithm(algo).__init__).parameters
+    params = _constructor_params(algo)
     out: dict[str, Any] = {}
     for key, value in hyperparams.items():
         default = params[key].default if key in params else (0 if key in ("n_timesteps", "n_envs") else None)
@@ -349,7 +411,7 @@ def build_agent(algo: str, venv: VecEnv, hyperparams: Mapping[str, Any], seed: i
         need = "MultiInputPolicy" if history else "MlpPolicy"
         raise ConfigError(f"hyperparameter 'policy' is {policy} but {space_text(venv.observation_space)} "
                           f"observations need {need} (or {ITEM_SCORING_POLICY})")
-    params = inspect.signature(cls.__init__).parameters
+    params = _constructor_params(algo)
     kwargs = {k: _coerce(algo, k, v, params[k].default) for k, v in hp.items() if k not in ZOO_KEYS}
     kwargs["policy_kwargs"] = _policy_kwargs(algo, policy, hp.get("policy_kwargs"), venv.observation_space)
     if item_scoring and "catalog" not in kwargs["policy_kwargs"]:

@@ -173,6 +173,28 @@ def test_save_and_load_give_identical_actions(algo: str, obs_mode: str, tmp_path
     np.testing.assert_array_equal(SB3Policy(agent).act(obs)[0], SB3Policy(loaded).act(obs)[0])
 
 
+@pytest.mark.parametrize("algo", ["dqn", "qrdqn"])
+def test_value_based_heads_take_a_layer_norm(algo: str, tmp_path: Path) -> None:
+    """layer_norm: each hidden layer of the user MLP is normalised before its activation; it travels
+    with the saved model."""
+    hp = {**SMALL_STEPS["dqn"], "policy_kwargs": {"net_arch": [32, 16], "layer_norm": True}}
+    if algo == "qrdqn":
+        hp["policy_kwargs"]["n_quantiles"] = 5
+    agent = build_agent(algo, env(8, **TINY), hp, seed=0)
+    agent.learn(128)
+    net = agent.q_net if algo == "dqn" else agent.quantile_net
+    scorer = net.q_net if algo == "dqn" else net.quantile_net
+    assert [type(m).__name__ for m in scorer.user] == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU"]
+    assert [m.normalized_shape for m in scorer.user if isinstance(m, torch.nn.LayerNorm)] == [(32,), (16,)]
+    cfg = preset_config("stationary", TINY)
+    save_agent(agent, tmp_path / "run", {"algo": algo, "preset": "stationary", "overrides": TINY,
+                                         "config": cfg.to_dict(), "env": env_spec(cfg)})
+    loaded, _ = load_agent(tmp_path / "run")
+    assert loaded.policy.scorer_options["layer_norm"] is True
+    np.testing.assert_array_equal(SB3Policy(agent).act(obs_of(64, **TINY))[0],
+                                  SB3Policy(loaded).act(obs_of(64, **TINY))[0])
+
+
 # ------------------------------------------------------------------------------------- candidates, slates
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 def test_candidates_are_scored_from_their_features(algo: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from stable_baselines3 import DQN
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import VecMonitor
 from torch import nn
@@ -162,6 +163,43 @@ def test_value_based_agents_refuse_a_slate_suggesting_ppo(algo: str) -> None:
     message = rf"^{algo} needs a single-item action .*MultiDiscrete\(\[20, 20, 20\]\).*use ppo"
     with pytest.raises(ConfigError, match=message):
         build_agent(algo, small_env(2, slate_size=3), {}, seed=0)
+
+
+def test_double_dqn_bootstraps_from_the_online_networks_choice(tmp_path: Path) -> None:
+    """double_q: the target network values the next item the online network picks, not its own max;
+    the flag survives save / load, and without it the algorithm is SB3's DQN."""
+    hp = {"learning_starts": 32, "batch_size": 32, "buffer_size": 1000, "double_q": True}
+    agent = build_agent("dqn", small_env(8, **TINY), hp, seed=0)
+    agent.learn(128)  # trains through the double-Q update
+    with torch.no_grad():
+        for p in agent.q_net_target.parameters():  # the two networks now disagree
+            p.add_(0.5 * torch.randn_like(p))
+        obs = agent.policy.obs_to_tensor(small_env(64, seed=5, **TINY).reset())[0]
+        online, target = agent.q_net(obs), agent.q_net_target(obs)
+        expected = target.gather(1, online.argmax(1, keepdim=True))
+        assert torch.allclose(agent.next_values(obs), expected)
+        assert (expected < target.max(1, keepdim=True).values).any()  # not DQN's max over the target
+    cfg = preset_config("stationary", TINY)
+    save_agent(agent, tmp_path / "run", {"algo": "dqn", "preset": "stationary", "overrides": TINY,
+                                         "config": cfg.to_dict(), "env": env_spec(cfg)})
+    assert load_agent(tmp_path / "run")[0].double_q is True
+
+
+def test_dqn_without_its_options_is_sb3s_dqn() -> None:
+    """double_q false and huber_delta 1 (the defaults): the same weights as SB3's own DQN, seed for seed."""
+    hp = {"learning_starts": 32, "batch_size": 32, "buffer_size": 1000, "policy_kwargs": {"net_arch": [16]}}
+    ours = build_agent("dqn", small_env(8, **TINY), hp, seed=0)
+    assert not ours.double_q and ours.huber_delta == 1.0
+    ours.learn(256)  # before the next model is built: exploration draws from numpy's global RNG, seeded there
+    theirs = DQN("MlpPolicy", small_env(8, **TINY), learning_starts=32, batch_size=32, buffer_size=1000,
+                 policy_kwargs={"net_arch": [16]}, seed=0, device="cpu")
+    theirs.learn(256)
+    for a, b in zip(ours.q_net.parameters(), theirs.q_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert (ours.q_net.q_net[0].weight != build_agent("dqn", small_env(8, **TINY), hp, seed=0)
+            .q_net.q_net[0].weight).any()  # it trained
+    with pytest.raises(ConfigError, match="huber_delta must be positive"):
+        build_agent("dqn", small_env(2, **TINY), {"huber_delta": 0}, seed=0)
 
 
 def test_ppo_trains_on_a_slate() -> None:
