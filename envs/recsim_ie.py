@@ -191,7 +191,7 @@ class RecSimIEModel:
         "world_seed", "n_items", "n_categories", "topic_dim", "recsim_budget",
     })
     """The :class:`~driftrec.envs.config.SimConfig` keys this model reads (``n_categories``,
-    ``topic_dim``, ``user_model`` and ``action_mode`` only to check them); every other key is ignored."""
+    ``topic_dim``, ``model`` and ``action_mode`` only to check them); every other key is ignored."""
 
     def __init__(self, cfg: SimConfig):
         if cfg.model != "recsim-ie":
