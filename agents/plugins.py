@@ -13,13 +13,14 @@ reports an exception of the factory itself, or a return value that is not a Poli
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
 import numbers
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from driftrec.envs.config import ConfigError
@@ -101,10 +102,8 @@ def make_plugin_policy(entry: str, user_model: Any, n_users: int, seed: int, **i
     family and ``train_info``. An exception of the factory, or anything else it returns, is one
     ConfigError line naming the entry (the original exception is its ``__cause__``)."""
     factory = load_factory(entry)
-    try:
+    with raised_by(entry, "the factory"):
         policy = factory(user_model, n_users, seed, **{k: inputs[k] for k in factory_inputs(factory) if k in inputs})
-    except Exception as err:  # the user's code: one line; `driftrec --traceback` shows where it came from
-        raise ConfigError(f"policy '{entry}': the factory raised {type(err).__name__}: {err}") from err
     if not isinstance(policy, Policy):
         raise ConfigError(f"policy '{entry}': the factory returned a {type(policy).__module__}."
                           f"{type(policy).__qualname__}, not a driftrec.envs.policy.Policy")
@@ -118,6 +117,18 @@ def make_plugin_policy(entry: str, user_model: Any, n_users: int, seed: int, **i
         if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool) and value >= 0):
             raise ConfigError(f"policy '{entry}': train_info['{key}'] must be a number >= 0, got {value!r}")
     return policy
+
+
+@contextlib.contextmanager
+def raised_by(entry: str, what: str) -> Iterator[None]:
+    """Run the user's code of ``entry`` (``what``: "the factory", "its policy"): an exception it raises
+    becomes one ConfigError line naming the entry, with the original as its ``__cause__`` (`driftrec
+    --traceback` shows where it came from)."""
+    try:
+        yield
+    except Exception as err:
+        lines = str(err).strip().splitlines()
+        raise ConfigError(f"policy '{entry}': {what} raised {type(err).__name__}: {lines[0] if lines else ''}") from err
 
 
 def build_plugin(entry: str, user_model: Any, n_users: int, seed: int,

@@ -4,6 +4,7 @@ runs the worlds and builds the artifacts from their cells."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -135,7 +136,9 @@ class WorldRun:
         trained, train, sim = self._policy(policy)
         fam = plugins.plugin_family(policy, trained) if plugins.is_plugin(policy) else family(policy)
         self.report(f"{self.name}: evaluating {policy} on {self.cfg.eval_users:,} users")
-        result = evaluate_policy(trained, sim.cfg, self.cfg.eval_users, self.seed, user_model=sim)
+        user_code = plugins.raised_by(policy, "its policy") if plugins.is_plugin(policy) else contextlib.nullcontext()
+        with user_code:  # a plugin's act(): one line naming the entry
+            result = evaluate_policy(trained, sim.cfg, self.cfg.eval_users, self.seed, user_model=sim)
         cell = self.cell(policy)
         users = result.users
         daily = pd.DataFrame({"day": np.arange(result.stats.daily_reward.shape[1]), "reward": result.daily_mean()})
