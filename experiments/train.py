@@ -105,7 +105,7 @@ class RLTrainConfig(Config):
 
 @dataclasses.dataclass
 class TrainResult:
-    """What :func:`run_train` made: the model, its spec (as written to ``spec.yaml``) and the folder."""
+    """What :func:`run_train` made: the trained agent, its spec (as written to ``spec.yaml``) and the folder."""
 
     agent: BaseAlgorithm
     spec: dict[str, Any]
@@ -334,7 +334,7 @@ class TrainedPolicy:
     wall_s: float  # training's wall time (RL: with a warm start's distillation; supervised: with the features)
     timesteps: int  # user-steps an RL agent trained (0 for a supervised model: its interaction is its log's)
     record: dict[str, Any]  # RL: the spec (``spec.yaml``); supervised: the metrics (``metrics.json``)
-    rl: TrainResult | None = None  # RL: run_train's result (the trained SB3 model); None when supervised
+    rl: TrainResult | None = None  # RL: run_train's result (the trained SB3 agent); None when supervised
 
     @property
     def model_path(self) -> Path:
