@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from driftrec.envs import PRESETS
+from driftrec.envs.events import load_events
 from driftrec.envs.user_model import user_model_for
 from driftrec.experiments.cli import main
 
@@ -65,3 +66,23 @@ def test_readme_plugin_example_runs_in_compare_from_the_current_folder(
     train = json.loads((tmp_path / "run/cells/default/seed0/my_agents.make/result.json").read_text())["train"]
     assert train["logged_clicks"] > 0
     assert "| my_agents:make | custom |" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_readme_plugin_example_simulates_a_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same example through the section's `driftrec simulate --policy my_agents:make ...` line."""
+    section = README[README.index("### Your own policy in `compare`"):README.index("## Tuning")]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    command = re.search(r"`(driftrec simulate --policy my_agents:make [^`]*)`", section).group(1).split()
+    (tmp_path / "my_agents.py").write_text(example)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    small = ["--users", "30", "--days", "4"]
+    try:
+        assert main(["simulate", *small, "--policy", "logging", "--out", "logs.parquet"]) == 0
+        assert main([*command[1:], *small]) == 0
+    finally:
+        sys.modules.pop("my_agents", None)
+    assert "policy my_agents:make" in capsys.readouterr().out
+    mine = load_events(tmp_path / "mine.parquet")
+    assert mine["user_id"].nunique() > 0 and (mine["behaviour"] == "click").any()
