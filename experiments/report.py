@@ -17,7 +17,7 @@ import pandas as pd
 
 from driftrec.agents.plugins import DEFAULT_FAMILY, ORACLE_FAMILY, is_plugin
 from driftrec.experiments.artifacts import write_text
-from driftrec.experiments.stats import HIDDEN_STATE, KIND_BEST, KIND_RL, hidden_state
+from driftrec.experiments.stats import EQUAL_EXPERIENCE, HIDDEN_STATE, KIND_BEST, KIND_RL, hidden_state
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("clicks", "clicks"), ("purchases", "purchases"), ("revenue", "revenue"), ("ctr", "CTR"),
@@ -119,10 +119,14 @@ def ladder_table(ladder: pd.DataFrame) -> str:
         named = isinstance(r["rl"], str) and isinstance(r["supervised"], str)
         rl = f"{r['rl']} − {r['supervised']}: " if named else ""
         adapted = f"{r['adapted']} − {r['stale']}: " if isinstance(r["adapted"], str) else ""
+        equal = f"{r['rl_eq']} − {r['supervised']}: " if named and isinstance(r.get("rl_eq"), str) else ""
         rows.append([str(preset), str(int(r["seeds"])), rl + fmt_ci(r["gap"], r["gap_low"], r["gap_high"]),
+                     equal + fmt_ci(r.get("gap_eq", math.nan), r.get("gap_eq_low", math.nan),
+                                    r.get("gap_eq_high", math.nan)),
                      adapted + fmt_ci(r["adapt"], r["adapt_low"], r["adapt_high"]),
                      fmt_ci(r["plan"], r["plan_low"], r["plan_high"])])
-    return _table(["preset", "seeds", "best RL − best supervised", "adapted − stale", "planner − greedy"], rows)
+    return _table(["preset", "seeds", "best RL − best supervised", "at equal experience", "adapted − stale",
+                   "planner − greedy"], rows)
 
 
 def comparisons_table(comparisons: pd.DataFrame) -> str:
@@ -165,11 +169,15 @@ def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, 
                 "Per preset in the ladder's order (`bandit` has no long-term effects and no drift, `stationary` adds "
                 "the long-term effects, each drift preset adds one drift to it, `default` mixes them): the best RL "
                 f"agent minus the best supervised model (each its family's best on these users, selected among "
-                f"{int(selected['rl_n'])} RL agents and {int(selected['supervised_n'])} supervised models), the best "
-                "drift-adapted supervised variant minus the stale model it adapts, and oracle-planner minus "
-                "oracle-greedy (what planning beyond one request is worth). Each is the interquartile mean over "
-                "seeds of the per-seed difference in reward per user, with a 95% bootstrap CI over seeds (none "
-                "below 3 seeds). On `bandit` RL should not beat the best supervised model beyond noise.", "",
+                f"{int(selected['rl_n'])} RL agents and {int(selected['supervised_n'])} supervised models); the "
+                "same at equal experience, the best RL agent among those that interacted with at most "
+                f"{EQUAL_EXPERIENCE:g}x the requests the supervised models learned from (their logs; a warm agent "
+                "counts the logs and its own budget); the best drift-adapted supervised variant minus the stale "
+                "model it adapts; and oracle-planner minus oracle-greedy (what planning beyond one request is "
+                "worth). Each is the interquartile mean over seeds of the per-seed difference in reward per user, "
+                "with a 95% bootstrap CI over seeds (none below 3 seeds). On `bandit` RL should not beat the best "
+                "supervised model beyond noise at equal experience; more experience may buy a better myopic "
+                "policy, which is not planning.", "",
                 ladder_table(ladder)]
     out += ["", "## Reward per user", "",
             f"Mean over {seed_text} of the per-seed mean reward per user, with its 95% CI [low, high] from a "

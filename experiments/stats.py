@@ -263,8 +263,14 @@ def comparisons(users: pd.DataFrame, results: pd.DataFrame, *, ci_seed: int = 0,
 
 
 LADDER_COLUMNS = ("preset", "seeds", "rl", "supervised", "rl_n", "supervised_n", "gap", "gap_low", "gap_high",
+                  "rl_eq", "rl_eq_n", "gap_eq", "gap_eq_low", "gap_eq_high",
                   "adapted", "stale", "adapt", "adapt_low", "adapt_high", "plan", "plan_low", "plan_high")
 """Columns of :func:`ladder`."""
+EQUAL_EXPERIENCE = 1.25
+"""The ladder's equal-experience gap admits the RL agents whose environment user-steps (requests
+interacted with, the logs' included for a warm start) are at most this multiple of the supervised
+models' (the logs' requests): budgets in user-steps cannot be matched exactly (PPO trains whole
+rollouts), and a warm agent that sees the logs *and* its own budget is not of equal experience."""
 
 
 def ladder(results: pd.DataFrame, *, ci_seed: int = 0, confidence: float = CONFIDENCE,
@@ -278,6 +284,7 @@ def ladder(results: pd.DataFrame, *, ci_seed: int = 0, confidence: float = CONFI
     | rl, supervised | the best RL agent and the best supervised model of the preset (highest mean over seeds) |
     | rl_n, supervised_n | how many of each family they were selected among |
     | gap, gap_low, gap_high | rl minus supervised |
+    | rl_eq, rl_eq_n, gap_eq, gap_eq_low, gap_eq_high | the same at equal experience: the best RL agent among the rl_eq_n whose mean ``env_steps`` are at most :data:`EQUAL_EXPERIENCE` times the supervised models' most, minus supervised (None / 0 / NaN without ``env_steps`` or such an agent) |
     | adapted, stale, adapt, adapt_low, adapt_high | the best drift-adapted supervised variant (``<kind>-finetune`` or ``<kind>-retrain``) minus its stale ``<kind>`` |
     | plan, plan_low, plan_high | oracle-planner minus oracle-greedy: how much the long-term effects are worth |
 
@@ -293,6 +300,9 @@ def ladder(results: pd.DataFrame, *, ci_seed: int = 0, confidence: float = CONFI
         means = per_seed.mean()
         rl = _best(means, [p for p in means.index if family[p] == "rl"])
         supervised = _best(means, [p for p in means.index if family[p] == "supervised"])
+        equal = _equal_experience(cell, [p for p in means.index if family[p] == "rl"],
+                                  [p for p in means.index if family[p] == "supervised"])
+        rl_eq = _best(means, equal)
         adapted = _best(means, [p for p in means.index if family[p] == "supervised" and "-" in p
                                 and p.split("-", 1)[0] in means.index])
         stale = adapted.split("-", 1)[0] if adapted else None
@@ -300,6 +310,7 @@ def ladder(results: pd.DataFrame, *, ci_seed: int = 0, confidence: float = CONFI
         rows.append({"preset": preset, "seeds": int(len(per_seed)), "rl": rl, "supervised": supervised,
                      "rl_n": int((family == "rl").sum()), "supervised_n": int((family == "supervised").sum()),
                      **_seed_gap(per_seed, rl, supervised, "gap", ci),
+                     "rl_eq": rl_eq, "rl_eq_n": len(equal), **_seed_gap(per_seed, rl_eq, supervised, "gap_eq", ci),
                      "adapted": adapted, "stale": stale, **_seed_gap(per_seed, adapted, stale, "adapt", ci),
                      **_seed_gap(per_seed, PLANNER if planned else None, ORACLE, "plan", ci)})
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
@@ -321,6 +332,18 @@ def _seed_gap(per_seed: pd.DataFrame, a: str | None, b: str | None, name: str,
         return {name: math.nan, f"{name}_low": math.nan, f"{name}_high": math.nan}
     centre, low, high = iqm_ci((per_seed[a] - per_seed[b]).to_numpy(), **ci)  # type: ignore[arg-type]
     return {name: centre, f"{name}_low": low, f"{name}_high": high}
+
+
+def _equal_experience(cell: pd.DataFrame, rl: Sequence[str], supervised: Sequence[str]) -> list[str]:
+    """The agents of ``rl`` whose mean ``env_steps`` in ``cell`` (one preset's rows) are at most
+    :data:`EQUAL_EXPERIENCE` times the largest of ``supervised``'s (none without that column)."""
+    if "env_steps" not in cell.columns or not supervised:
+        return []
+    steps = cell.groupby("policy")["env_steps"].mean()
+    budget = steps.reindex(list(supervised)).max()
+    if not budget > 0:
+        return []
+    return [p for p in rl if steps.get(p, math.inf) <= EQUAL_EXPERIENCE * budget]
 
 
 def _best(means: pd.Series, candidates: Sequence[str]) -> str | None:

@@ -289,7 +289,10 @@ def test_the_verdicts_say_what_their_cis_cover() -> None:
 def test_the_ladder_table_follows_the_ladder_order() -> None:
     ladder = pd.DataFrame([
         {"preset": p, "seeds": 3, "rl": "ppo", "supervised": "mlp", "rl_n": 2, "supervised_n": 3, "gap": g,
-         "gap_low": g - 1, "gap_high": g + 1, "adapted": "mlp-retrain" if p == "migration" else None,
+         "gap_low": g - 1, "gap_high": g + 1, "rl_eq": "dqn" if p != "default" else None,
+         "rl_eq_n": int(p != "default"), "gap_eq": g - 2 if p != "default" else math.nan,
+         "gap_eq_low": g - 3 if p != "default" else math.nan, "gap_eq_high": g - 1 if p != "default" else math.nan,
+         "adapted": "mlp-retrain" if p == "migration" else None,
          "stale": "mlp" if p == "migration" else None, "adapt": 0.5 if p == "migration" else math.nan,
          "adapt_low": 0.1 if p == "migration" else math.nan, "adapt_high": 0.9 if p == "migration" else math.nan,
          "plan": 3.0, "plan_low": 2.0, "plan_high": 4.0}
@@ -299,8 +302,11 @@ def test_the_ladder_table_follows_the_ladder_order() -> None:
     assert "selected among 2 RL agents and 3 supervised models" in part
     rows = table_rows(part, "| preset | seeds |")
     assert [r[0] for r in rows[2:]] == ["bandit", "stationary", "migration", "default"]
-    assert rows[4] == ["migration", "3", "ppo − mlp: 2 [1, 3]", "mlp-retrain − mlp: 0.5 [0.1, 0.9]", "3 [2, 4]"]
-    assert rows[2][3] == fmt_ci(math.nan, math.nan, math.nan)
+    assert rows[4] == ["migration", "3", "ppo − mlp: 2 [1, 3]", "dqn − mlp: 0 [-1, 1]",
+                       "mlp-retrain − mlp: 0.5 [0.1, 0.9]", "3 [2, 4]"]
+    assert rows[2][4] == fmt_ci(math.nan, math.nan, math.nan)
+    assert rows[5][3] == fmt_ci(math.nan, math.nan, math.nan)  # default: no RL agent of equal experience
+    assert "at most 1.25x the requests the supervised models learned from" in part
 
 
 def test_hidden_state_references_lead_the_rows() -> None:

@@ -353,6 +353,31 @@ def test_ladder_gaps_are_iqms_over_seeds_of_the_best_of_each_family() -> None:
     assert migration["plan"] == pytest.approx(3.0)
 
 
+def test_ladder_at_equal_experience_leaves_out_agents_that_saw_more_requests() -> None:
+    """A warm agent (the logs' 90 requests and 100 of its own) leads; at equal experience the cold ppo
+    (102: within 1.25x of the supervised models' 90) is compared instead, and dqn (120) is out."""
+    results = _ladder_results()
+    steps = {"mlp": 90, "gru": 90, "mlp-retrain": 90, "ppo": 102, "dqn": 120}
+    results["env_steps"] = results["policy"].map(steps).fillna(0)
+    warm = results[results["policy"] == "ppo"].assign(policy="ppo-warm", env_steps=190,
+                                                       reward=lambda f: f["reward"] + 2)
+    table = stats.ladder(pd.concat([results, warm], ignore_index=True), n_resamples=499).set_index("preset")
+    bandit = table.loc["bandit"]
+    assert (bandit["rl"], bandit["rl_eq"], bandit["rl_eq_n"]) == ("ppo-warm", "ppo", 1)
+    assert bandit["gap"] == pytest.approx(1.0) and bandit["gap_eq"] == pytest.approx(-1.0)
+    assert bandit["gap_eq_low"] == bandit["gap_eq_high"] == pytest.approx(-1.0)
+    assert table.loc["migration", "gap_eq"] == pytest.approx(stats.iqm([1.5, 2.5, 3.5, 4.5]))
+    results["env_steps"] = results["policy"].map({**steps, "ppo": 200, "dqn": 200}).fillna(0)  # none within 1.25x
+    none = stats.ladder(results).set_index("preset").loc["bandit"]
+    assert none["rl_eq"] is None and none["rl_eq_n"] == 0 and math.isnan(none["gap_eq"])
+    assert none["rl"] == "ppo" and none["gap"] == pytest.approx(-1.0)  # the all-agents gap is unchanged
+
+
+def test_ladder_without_env_steps_has_no_equal_experience_gap() -> None:
+    row = stats.ladder(_ladder_results(seeds=2)).set_index("preset").loc["bandit"]
+    assert row["rl_eq"] is None and row["rl_eq_n"] == 0 and math.isnan(row["gap_eq"])
+
+
 def test_ladder_leaves_a_gap_out_when_a_side_is_missing() -> None:
     results = _ladder_results(seeds=2)
     table = stats.ladder(results[~results["policy"].isin(["oracle-planner", "mlp-retrain"])]).set_index("preset")
