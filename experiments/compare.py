@@ -3,8 +3,9 @@
 For each preset and seed (one *world*: its catalog is ``world_seed + seed``):
 
 1. **logs**: the logging policy (an epsilon-mix of popularity and uniform random, propensities
-   recorded) serves the ``log_users`` training users ``seed + i``; their events are the data of
-   the popularity policy and the supervised models.
+   recorded) serves the ``log_users`` training users ``seed + i``, and with ``equal_requests`` (the
+   default) the next ones too until the log holds ``rl_timesteps`` requests, as many as a cold RL
+   agent trains on; their events are the data of the popularity policy and the supervised models.
 2. **train**: supervised models (``mlp``, ``gru``, ``transformer``; ``<kind>-finetune`` pretrains on
    the older log and fine-tunes on its last ``finetune_days``; ``<kind>-retrain`` starts from the
    trained ``<kind>`` and refits itself while deployed) on the logs; RL agents (``ppo``, ``dqn``,
@@ -292,9 +293,12 @@ def _trace(world: WorldRun, cfg: CompareConfig, path: Path) -> None:
 
 def _notes(cfg: CompareConfig, worlds: Sequence[WorldRun], results: pd.DataFrame) -> list[str]:
     """Budgets and wall time per stage, for summary.md."""
+    logs = (f"logs of at least {cfg.log_users:,} users, as many as hold {cfg.rl_timesteps:,} requests "
+            "(equal_requests: the supervised models learn from as many requests as a cold RL agent trains on),"
+            if cfg.equal_requests else f"logs of {cfg.log_users:,} users")
     notes = [f"{len(cfg.presets)} preset(s) x {cfg.seeds} seed(s); {cfg.eval_users:,} evaluation users per world, "
-             f"the same for every policy (paired); logs of {cfg.log_users:,} users under the logging policy "
-             f"(epsilon {cfg.epsilon:g}); RL agents trained for {cfg.rl_timesteps:,} user-steps each."]
+             f"the same for every policy (paired); {logs} under the logging policy (epsilon {cfg.epsilon:g}); "
+             f"RL agents trained for {cfg.rl_timesteps:,} user-steps each."]
     log_s = sum(json.loads((w.folder / "logs.json").read_text())["wall_s"] for w in worlds
                 if (w.folder / "logs.json").is_file())
     stage = results.groupby("policy")[["train_wall_s", "eval_wall_s"]].sum()

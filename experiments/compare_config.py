@@ -75,6 +75,9 @@ class CompareConfig(Config):
     first_seed: int = knob(0, "first seed", 0, 2**31 - 1)
     log_users: int = knob(1000, "users of the logging policy whose events train popularity and the supervised models",
                           1, 10_000_000)
+    equal_requests: bool = knob(True, "the logs hold at least rl_timesteps requests (more logging-policy users than "
+                                      "log_users where needed), so the supervised models learn from as many "
+                                      "requests as a cold RL agent trains on")
     epsilon: float = knob(0.3, "the logging policy's probability of a uniform random item per position", 0.0, 1.0)
     eval_users: int = knob(1000, "held-out evaluation users, the same for every policy", 2, 10_000_000)
     rl_timesteps: int = knob(200_000, "training user-steps of each RL agent", 1, 10**10)

@@ -114,12 +114,19 @@ class WorldRun:
         if not self.logs_path.is_file():
             start = time.perf_counter()
             self.folder.mkdir(parents=True, exist_ok=True)
+            target = self.cfg.rl_timesteps if self.cfg.equal_requests else 0
             policy = make_policy("logging", self.user_model, self.cfg.log_users, self.seed, epsilon=self.cfg.epsilon)
+            users, requests, more = 0, 0, self.cfg.log_users
             with EventWriter(self.logs_path, self.sim_cfg) as writer:  # with the users table: demographics
-                simulate_log(self.user_model, policy, train_seeds(self.seed, self.cfg.log_users), writer=writer)
+                while more > 0:  # the log_users users, then more at the rate so far until the log holds `target`
+                    seeds = train_seeds(self.seed, users + more)[users:]
+                    requests += int(simulate_log(self.user_model, policy, seeds, writer=writer).stats.requests.sum())
+                    users += more
+                    more = math.ceil((target - requests) * users / requests) if 0 < requests < target else 0
             wall = time.perf_counter() - start
-            write_text(self.folder / "logs.json", json.dumps({"wall_s": wall, "events": writer.n_events}) + "\n")
-            self.report(f"{self.name}: logged {writer.n_events:,} events of {self.cfg.log_users:,} users "
+            write_text(self.folder / "logs.json", json.dumps({"wall_s": wall, "events": writer.n_events,
+                                                              "users": users, "requests": requests}) + "\n")
+            self.report(f"{self.name}: logged {writer.n_events:,} events of {users:,} users ({requests:,} requests) "
                         f"under the logging policy in {wall:.1f} s")
         self._logs = load_events(self.logs_path)
         return self._logs

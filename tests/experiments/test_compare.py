@@ -218,6 +218,28 @@ def test_a_folder_with_other_settings_is_refused(tmp_path: Path, capsys: pytest.
     assert code == 2 and "holds no compare run" in err
 
 
+def test_equal_requests_logs_as_many_requests_as_a_cold_rl_agent_trains_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The log's first log_users users are those of equal_requests=false; more follow until the log
+    holds rl_timesteps requests, and the supervised side's env_steps say so."""
+    logs = {}
+    for equal in (True, False):
+        out = tmp_path / str(equal)
+        code, _, err = run(capsys, "--out", str(out), "--set", "policies=random,popularity",
+                           "--set", "rl_timesteps=3000", "--set", f"equal_requests={str(equal).lower()}", *FAST)
+        assert code == 0, err
+        info = json.loads((out / "cells/default/seed0/logs.json").read_text())
+        logs[equal] = pd.read_parquet(out / "cells/default/seed0/logs.parquet")
+        steps = pd.read_csv(out / "results.csv").set_index("policy").loc["popularity", "env_steps"]
+        assert steps == info["requests"] and logs[equal]["user_id"].nunique() <= info["users"]
+        if equal:
+            assert info["requests"] >= 3000 and info["users"] > 60
+        else:
+            assert info["requests"] < 3000 and info["users"] == 60
+    first = logs[True][logs[True]["user_id"].isin(logs[False]["user_id"].unique())].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, logs[False])
+
+
 def test_same_seed_same_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tables = []
     for name in ("a", "b"):
