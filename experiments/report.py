@@ -175,9 +175,10 @@ def render_summary(agg: pd.DataFrame, comparisons: pd.DataFrame, *, title: str, 
                 "counts the logs and its own budget); the best drift-adapted supervised variant minus the stale "
                 "model it adapts; and oracle-planner minus oracle-greedy (what planning beyond one request is "
                 "worth). Each is the interquartile mean over seeds of the per-seed difference in reward per user, "
-                "with a 95% bootstrap CI over seeds (none below 3 seeds). On `bandit` RL should not beat the best "
-                "supervised model beyond noise at equal experience; more experience may buy a better myopic "
-                "policy, which is not planning.", "",
+                "with a 95% bootstrap CI over seeds (none below 3 seeds). `bandit` is the control: planning is "
+                "worth nothing there, so its gap at equal experience is what an agent gains by learning from its "
+                "own interaction rather than from the logging policy's requests; on the other presets, the part "
+                "of the gap beyond it is the long-term effects and the drift.", "",
                 ladder_table(ladder)]
     out += ["", "## Reward per user", "",
             f"Mean over {seed_text} of the per-seed mean reward per user, with its 95% CI [low, high] from a "

@@ -298,10 +298,10 @@ def ladder(results: pd.DataFrame, *, ci_seed: int = 0, confidence: float = CONFI
         per_seed = cell.pivot_table(index="seed", columns="policy", values="reward")
         family = cell.drop_duplicates("policy").set_index("policy")["family"]
         means = per_seed.mean()
-        rl = _best(means, [p for p in means.index if family[p] == "rl"])
-        supervised = _best(means, [p for p in means.index if family[p] == "supervised"])
-        equal = _equal_experience(cell, [p for p in means.index if family[p] == "rl"],
-                                  [p for p in means.index if family[p] == "supervised"])
+        agents = [p for p in means.index if family[p] == "rl"]
+        models = [p for p in means.index if family[p] == "supervised"]
+        rl, supervised = _best(means, agents), _best(means, models)
+        equal = _equal_experience(cell, agents, models)
         rl_eq = _best(means, equal)
         adapted = _best(means, [p for p in means.index if family[p] == "supervised" and "-" in p
                                 and p.split("-", 1)[0] in means.index])
